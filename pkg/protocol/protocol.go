@@ -1,0 +1,313 @@
+// Package protocol holds the WebSocket wire format of /ws/heatmap (docs/API.md):
+// the client actions the gateway decodes and the frames it sends.
+//
+// The gateway never decodes a snapshot: the snapshotter encodes each one once
+// with EncodeSnapshot and every hop after that relays the bytes.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Actions a client may send.
+const (
+	ActionSubscribe   = "subscribe"
+	ActionUnsubscribe = "unsubscribe"
+	ActionPing        = "ping"
+)
+
+// Frame types the server sends.
+const (
+	TypeSnapshot = "snapshot"
+	TypeError    = "error"
+	TypeWarning  = "warning"
+	TypePong     = "pong"
+)
+
+// Error codes of an error frame.
+const (
+	CodeInvalidSymbol  = "INVALID_SYMBOL"
+	CodeInvalidAction  = "INVALID_ACTION"
+	CodeInvalidMessage = "INVALID_MESSAGE"
+	CodeRateLimited    = "RATE_LIMITED"
+	CodeServerError    = "SERVER_ERROR"
+)
+
+// Warning codes of a warning frame.
+const (
+	WarnSlowConsumer       = "SLOW_CONSUMER"
+	WarnConnectionUnstable = "CONNECTION_UNSTABLE"
+)
+
+// Update interval bounds in seconds; out-of-range values are clamped, not refused,
+// because old clients send whatever they were built with.
+const (
+	MinUpdateInterval     = 1
+	MaxUpdateInterval     = 60
+	DefaultUpdateInterval = 5
+	// MaxSymbolsPerMessage bounds one subscribe/unsubscribe list.
+	MaxSymbolsPerMessage = 10
+)
+
+// TimeFormat is RFC 3339 UTC with nanoseconds, so latency can be measured from any frame.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// FormatTime renders t the way every frame carries it.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+// ClientMessage is a decoded, validated client action.
+type ClientMessage struct {
+	Action  string
+	Symbols []string
+	// UpdateInterval is in seconds, already clamped to [MinUpdateInterval, MaxUpdateInterval].
+	UpdateInterval int
+}
+
+// DecodeError is a client message the server refuses; Code is the error frame's code.
+type DecodeError struct {
+	Code    string
+	Message string
+}
+
+func (e *DecodeError) Error() string { return e.Code + ": " + e.Message }
+
+type rawClientMessage struct {
+	Action         *string         `json:"action"`
+	Symbols        json.RawMessage `json:"symbols"`
+	UpdateInterval json.RawMessage `json:"update_interval"`
+}
+
+// DecodeClientMessage parses one client frame. Symbols are upper-cased and
+// de-duplicated; whether they exist is the caller's question.
+func DecodeClientMessage(b []byte) (ClientMessage, error) {
+	var raw rawClientMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil {
+		return ClientMessage{}, &DecodeError{CodeInvalidMessage, "message is not a JSON object: " + jsonErrText(err)}
+	}
+	if dec.More() {
+		return ClientMessage{}, &DecodeError{CodeInvalidMessage, "message has trailing data after the JSON object"}
+	}
+	if raw.Action == nil {
+		return ClientMessage{}, &DecodeError{CodeInvalidMessage, `message has no "action" field`}
+	}
+	m := ClientMessage{Action: *raw.Action}
+	switch m.Action {
+	case ActionPing:
+		return m, nil
+	case ActionSubscribe, ActionUnsubscribe:
+	default:
+		return ClientMessage{}, &DecodeError{CodeInvalidAction, fmt.Sprintf("unknown action %q: use subscribe, unsubscribe or ping", truncate(m.Action, 32))}
+	}
+	syms, err := decodeSymbols(raw.Symbols)
+	if err != nil {
+		return ClientMessage{}, err
+	}
+	m.Symbols = syms
+	if m.Action == ActionSubscribe {
+		iv, err := decodeInterval(raw.UpdateInterval)
+		if err != nil {
+			return ClientMessage{}, err
+		}
+		m.UpdateInterval = iv
+	}
+	return m, nil
+}
+
+func decodeSymbols(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, &DecodeError{CodeInvalidMessage, `"symbols" is required: a list of 1 to 10 symbols`}
+	}
+	var in []string
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, &DecodeError{CodeInvalidMessage, `"symbols" must be a list of strings`}
+	}
+	if len(in) == 0 || len(in) > MaxSymbolsPerMessage {
+		return nil, &DecodeError{CodeInvalidMessage, fmt.Sprintf(`"symbols" must hold 1 to %d symbols, got %d`, MaxSymbolsPerMessage, len(in))}
+	}
+	out := make([]string, 0, len(in))
+	seen := make(map[string]bool, len(in))
+	for _, s := range in {
+		s = strings.ToUpper(strings.TrimSpace(s))
+		if s == "" || len(s) > 20 {
+			return nil, &DecodeError{CodeInvalidSymbol, fmt.Sprintf("invalid symbol %q", truncate(s, 24))}
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func decodeInterval(raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return DefaultUpdateInterval, nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return 0, &DecodeError{CodeInvalidMessage, `"update_interval" must be a number of seconds`}
+	}
+	return ClampUpdateInterval(f), nil
+}
+
+// ClampUpdateInterval rounds seconds to a whole number within the allowed range.
+func ClampUpdateInterval(sec float64) int {
+	switch {
+	case sec != sec || sec < MinUpdateInterval: // NaN included
+		return MinUpdateInterval
+	case sec > MaxUpdateInterval:
+		return MaxUpdateInterval
+	}
+	return int(sec + 0.5)
+}
+
+func jsonErrText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "expected an object, got " + te.Value
+	}
+	return err.Error()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Level is one price bucket of a snapshot.
+type Level struct {
+	Price        float64 `json:"price"`
+	LongDensity  float64 `json:"long_density"`
+	ShortDensity float64 `json:"short_density"`
+}
+
+// Candle is the candle a snapshot was computed after.
+type Candle struct {
+	OpenTime string  `json:"open_time"`
+	Open     float64 `json:"open"`
+	High     float64 `json:"high"`
+	Low      float64 `json:"low"`
+	Close    float64 `json:"close"`
+	Volume   float64 `json:"volume"`
+}
+
+// SnapshotData is the payload of a snapshot frame. The first four fields are the
+// spec's; the rest are liqstream's additions (add fields, never change one).
+type SnapshotData struct {
+	Levels            []Level `json:"levels"`
+	CurrentPrice      float64 `json:"current_price"`
+	PositionsCreated  int     `json:"positions_created"`
+	PositionsConsumed int     `json:"positions_consumed"`
+	TotalLongVolume   float64 `json:"total_long_volume"`
+	TotalShortVolume  float64 `json:"total_short_volume"`
+	BinSize           float64 `json:"bin_size"`
+	Model             string  `json:"model"`
+	Interval          string  `json:"interval"`
+	WindowStart       string  `json:"window_start"`
+	Candle            Candle  `json:"candle"`
+}
+
+// Snapshot is a whole snapshot frame.
+type Snapshot struct {
+	Type      string       `json:"type"`
+	Symbol    string       `json:"symbol"`
+	Timestamp string       `json:"timestamp"`
+	Seq       uint64       `json:"seq"`
+	Data      SnapshotData `json:"data"`
+}
+
+// EncodeSnapshotData encodes a snapshot payload once; its bytes are both the
+// content hash input (unchanged data is not re-sent) and part of the frame.
+func EncodeSnapshotData(d SnapshotData) ([]byte, error) {
+	if d.Levels == nil {
+		d.Levels = []Level{}
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot data: %w", err)
+	}
+	return b, nil
+}
+
+// SnapshotFrame wraps already-encoded data into a frame produced at ts, so the
+// payload is not encoded a second time. symbol must be a plain ticker.
+func SnapshotFrame(symbol string, seq uint64, ts time.Time, data []byte) []byte {
+	b := make([]byte, 0, len(data)+128)
+	b = append(b, `{"type":"snapshot","symbol":`...)
+	b = strconv.AppendQuote(b, symbol)
+	b = append(b, `,"timestamp":"`...)
+	b = append(b, FormatTime(ts)...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// EncodeSnapshot encodes a whole snapshot frame produced at ts.
+func EncodeSnapshot(symbol string, seq uint64, ts time.Time, d SnapshotData) ([]byte, error) {
+	data, err := EncodeSnapshotData(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot %s: %w", symbol, err)
+	}
+	return SnapshotFrame(symbol, seq, ts, data), nil
+}
+
+// ErrorFrame is an error sent to one client; the connection stays open.
+type ErrorFrame struct {
+	Type    string   `json:"type"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Symbols []string `json:"symbols,omitempty"`
+}
+
+// EncodeError encodes an error frame.
+func EncodeError(code, message string) []byte {
+	return mustMarshal(ErrorFrame{Type: TypeError, Code: code, Message: message})
+}
+
+// WarningFrame tells a client it is missing data.
+type WarningFrame struct {
+	Type            string `json:"type"`
+	Code            string `json:"code"`
+	Message         string `json:"message"`
+	DroppedMessages int    `json:"dropped_messages"`
+}
+
+// EncodeWarning encodes a warning frame.
+func EncodeWarning(code, message string, dropped int) []byte {
+	return mustMarshal(WarningFrame{Type: TypeWarning, Code: code, Message: message, DroppedMessages: dropped})
+}
+
+// PongFrame answers a ping.
+type PongFrame struct {
+	Type      string `json:"type"`
+	Timestamp string `json:"timestamp"`
+}
+
+// EncodePong encodes a pong frame stamped with now.
+func EncodePong(now time.Time) []byte {
+	return mustMarshal(PongFrame{Type: TypePong, Timestamp: FormatTime(now)})
+}
+
+// mustMarshal is for the fixed frame structs above, which cannot fail to encode.
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: encode %T: %v", v, err))
+	}
+	return b
+}

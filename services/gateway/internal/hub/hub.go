@@ -1,0 +1,177 @@
+// Package hub maps symbols to the local connections subscribed to them and
+// fans each encoded frame out to them. It never decodes a frame.
+package hub
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Subscriber is one connection's delivery end. Send must not block: the hub
+// calls it while fanning out to everyone else.
+type Subscriber interface {
+	Send(symbol string, frame []byte)
+}
+
+// UnknownSymbolsError names the symbols a subscribe asked for that are not served.
+type UnknownSymbolsError struct {
+	Unknown []string
+	Valid   []string
+}
+
+func (e *UnknownSymbolsError) Error() string {
+	return fmt.Sprintf("unknown symbol(s) %s; valid symbols: %s", strings.Join(e.Unknown, ", "), strings.Join(e.Valid, ", "))
+}
+
+// Hub is safe for concurrent use.
+type Hub struct {
+	mu      sync.RWMutex
+	symbols []string // sorted
+	latest  map[string][]byte
+	subs    map[string]map[Subscriber]struct{}
+	of      map[Subscriber]map[string]struct{}
+}
+
+// New returns a hub serving symbols.
+func New(symbols []string) *Hub {
+	h := &Hub{latest: map[string][]byte{}, subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
+	h.SetSymbols(symbols)
+	return h
+}
+
+// SetSymbols replaces the set of symbols clients may subscribe to.
+func (h *Hub) SetSymbols(symbols []string) {
+	s := slices.Clone(symbols)
+	sort.Strings(s)
+	h.mu.Lock()
+	h.symbols = slices.Compact(s)
+	h.mu.Unlock()
+}
+
+// Symbols returns the served symbols, sorted.
+func (h *Hub) Symbols() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return slices.Clone(h.symbols)
+}
+
+// Publish records frame as symbol's newest and sends it to every subscriber.
+func (h *Hub) Publish(symbol string, frame []byte) {
+	h.mu.Lock()
+	h.latest[symbol] = frame
+	subs := make([]Subscriber, 0, len(h.subs[symbol]))
+	for s := range h.subs[symbol] {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.Send(symbol, frame)
+	}
+}
+
+// Latest returns the newest frame of symbol.
+func (h *Hub) Latest(symbol string) ([]byte, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	f, ok := h.latest[symbol]
+	return f, ok
+}
+
+// Subscribe adds s to every symbol in symbols and sends it each one's newest
+// frame at once. It is all or nothing: one unknown symbol, or going over
+// maxPerConn symbols in all, refuses the whole request.
+func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) error {
+	h.mu.Lock()
+	var unknown []string
+	for _, sym := range symbols {
+		if _, ok := slices.BinarySearch(h.symbols, sym); !ok {
+			unknown = append(unknown, sym)
+		}
+	}
+	if len(unknown) > 0 {
+		err := &UnknownSymbolsError{Unknown: unknown, Valid: slices.Clone(h.symbols)}
+		h.mu.Unlock()
+		return err
+	}
+	mine := h.of[s]
+	n := len(mine)
+	for _, sym := range symbols {
+		if _, ok := mine[sym]; !ok {
+			n++
+		}
+	}
+	if n > maxPerConn {
+		h.mu.Unlock()
+		return fmt.Errorf("at most %d symbols per connection; this subscribe would make %d", maxPerConn, n)
+	}
+	if mine == nil {
+		mine = map[string]struct{}{}
+		h.of[s] = mine
+	}
+	type pending struct {
+		sym   string
+		frame []byte
+	}
+	var send []pending
+	for _, sym := range symbols {
+		mine[sym] = struct{}{}
+		if h.subs[sym] == nil {
+			h.subs[sym] = map[Subscriber]struct{}{}
+		}
+		h.subs[sym][s] = struct{}{}
+		if f, ok := h.latest[sym]; ok {
+			send = append(send, pending{sym, f})
+		}
+	}
+	h.mu.Unlock()
+	for _, p := range send {
+		s.Send(p.sym, p.frame)
+	}
+	return nil
+}
+
+// Unsubscribe removes s from symbols; symbols it did not hold are ignored.
+func (h *Hub) Unsubscribe(s Subscriber, symbols []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, sym := range symbols {
+		h.drop(s, sym)
+	}
+}
+
+// Remove forgets s entirely, e.g. when its connection closes.
+func (h *Hub) Remove(s Subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sym := range h.of[s] {
+		h.drop(s, sym)
+	}
+	delete(h.of, s)
+}
+
+func (h *Hub) drop(s Subscriber, sym string) {
+	delete(h.subs[sym], s)
+	if len(h.subs[sym]) == 0 {
+		delete(h.subs, sym)
+	}
+	if m := h.of[s]; m != nil {
+		delete(m, sym)
+		if len(m) == 0 {
+			delete(h.of, s)
+		}
+	}
+}
+
+// Subscriptions returns how many connections hold each symbol.
+func (h *Hub) Subscriptions() map[string]int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make(map[string]int, len(h.subs))
+	for sym, m := range h.subs {
+		out[sym] = len(m)
+	}
+	return out
+}

@@ -1,0 +1,100 @@
+package hub
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+type rec struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *rec) Send(sym string, frame []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, sym+":"+string(frame))
+}
+
+func (r *rec) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.got
+	r.got = nil
+	return g
+}
+
+func TestSubscribeSendsLatestThenUpdates(t *testing.T) {
+	h := New([]string{"ETHUSDT", "BTCUSDT"})
+	h.Publish("BTCUSDT", []byte("b1"))
+	a, b := &rec{}, &rec{}
+	if err := h.Subscribe(a, []string{"BTCUSDT", "ETHUSDT"}, 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.take(); !reflect.DeepEqual(got, []string{"BTCUSDT:b1"}) {
+		t.Fatalf("on subscribe got %v, want the latest BTC frame only (ETH has none)", got)
+	}
+	if err := h.Subscribe(b, []string{"ETHUSDT"}, 10); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish("ETHUSDT", []byte("e1"))
+	h.Publish("BTCUSDT", []byte("b2"))
+	if got := a.take(); !reflect.DeepEqual(got, []string{"ETHUSDT:e1", "BTCUSDT:b2"}) {
+		t.Fatalf("a got %v", got)
+	}
+	if got := b.take(); !reflect.DeepEqual(got, []string{"ETHUSDT:e1"}) {
+		t.Fatalf("b got %v", got)
+	}
+	if got := h.Subscriptions(); !reflect.DeepEqual(got, map[string]int{"BTCUSDT": 1, "ETHUSDT": 2}) {
+		t.Fatalf("subscriptions %v", got)
+	}
+	h.Unsubscribe(a, []string{"ETHUSDT", "SOLUSDT"})
+	h.Publish("ETHUSDT", []byte("e2"))
+	if got := a.take(); len(got) != 0 {
+		t.Fatalf("unsubscribed a still got %v", got)
+	}
+	if got := b.take(); !reflect.DeepEqual(got, []string{"ETHUSDT:e2"}) {
+		t.Fatalf("b got %v", got)
+	}
+	h.Remove(b)
+	h.Publish("ETHUSDT", []byte("e3"))
+	if got := b.take(); len(got) != 0 {
+		t.Fatalf("removed b still got %v", got)
+	}
+	if got := h.Subscriptions(); !reflect.DeepEqual(got, map[string]int{"BTCUSDT": 1}) {
+		t.Fatalf("subscriptions after removal %v", got)
+	}
+}
+
+func TestSubscribeRefusals(t *testing.T) {
+	h := New([]string{"BTCUSDT", "ETHUSDT", "SOLUSDT"})
+	a := &rec{}
+	err := h.Subscribe(a, []string{"BTCUSDT", "DOGEUSDT"}, 10)
+	var ue *UnknownSymbolsError
+	if !errors.As(err, &ue) || !reflect.DeepEqual(ue.Unknown, []string{"DOGEUSDT"}) || !strings.Contains(err.Error(), "BTCUSDT, ETHUSDT, SOLUSDT") {
+		t.Fatalf("got %v, want an UnknownSymbolsError naming DOGEUSDT and the valid symbols", err)
+	}
+	if len(h.Subscriptions()) != 0 {
+		t.Fatal("a refused subscribe subscribed the known symbol")
+	}
+	if err := h.Subscribe(a, []string{"BTCUSDT", "ETHUSDT"}, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Re-subscribing held symbols does not count twice.
+	if err := h.Subscribe(a, []string{"BTCUSDT"}, 2); err != nil {
+		t.Fatalf("re-subscribe: %v", err)
+	}
+	if err := h.Subscribe(a, []string{"SOLUSDT"}, 2); err == nil || !strings.Contains(err.Error(), "at most 2") {
+		t.Fatalf("third symbol with limit 2: got %v", err)
+	}
+}
+
+func TestSetSymbolsSortsAndDedups(t *testing.T) {
+	h := New([]string{"ETHUSDT", "BTCUSDT", "ETHUSDT"})
+	if got := h.Symbols(); !reflect.DeepEqual(got, []string{"BTCUSDT", "ETHUSDT"}) {
+		t.Fatalf("symbols %v", got)
+	}
+}

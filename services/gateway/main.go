@@ -1,0 +1,41 @@
+// Command gateway holds browsers' WebSocket connections and relays the
+// snapshotter's pre-encoded heatmap frames to them. It has no database and no
+// cgo, and never decodes a heatmap.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/liqstream/liqstream/pkg/config"
+	"github.com/liqstream/liqstream/pkg/logging"
+	"github.com/liqstream/liqstream/services/gateway/internal/app"
+	"github.com/liqstream/liqstream/services/gateway/internal/conf"
+)
+
+func main() {
+	cfg := conf.Default()
+	if err := config.Load("gateway", os.Args[1:], os.Stderr, &cfg); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "gateway")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, cfg, log); err != nil {
+		log.Error("gateway stopped", "err", err)
+		os.Exit(1)
+	}
+	log.Info("gateway stopped")
+}

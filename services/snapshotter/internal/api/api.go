@@ -1,0 +1,105 @@
+// Package api is the snapshotter's HTTP face: the latest frame of each symbol
+// (long-polled by gateways in the embedded default and in Redis fallback), the
+// symbol list, and health.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
+)
+
+// MaxWait bounds a long poll so proxies with 60 s idle timeouts never cut one.
+const MaxWait = 30 * time.Second
+
+// Handler serves the snapshotter's endpoints.
+type Handler struct {
+	board   *snapshot.Board
+	symbols []string
+	mux     *http.ServeMux
+}
+
+// New returns the handler for the given symbols.
+func New(board *snapshot.Board, symbols []string) *Handler {
+	h := &Handler{board: board, symbols: symbols, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /v1/snapshots/{symbol}", h.snapshot)
+	h.mux.HandleFunc("GET /v1/symbols", h.listSymbols)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.mux.HandleFunc("GET /readyz", h.ready)
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// snapshot answers with the newest frame. With If-None-Match and ?wait=D it
+// holds the request until a different frame exists or D passes (then 304).
+func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
+	sym := strings.ToUpper(r.PathValue("symbol"))
+	if !slices.Contains(h.symbols, sym) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown symbol %q; this snapshotter serves %s", sym, strings.Join(h.symbols, ", ")))
+		return
+	}
+	var wait time.Duration
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > MaxWait {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("wait: want a duration between 0s and %s, got %q", MaxWait, s))
+			return
+		}
+		wait = d
+	}
+	etag := r.Header.Get("If-None-Match")
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	f, ok := h.board.Wait(ctx, sym, etag)
+	if !ok {
+		if cur, have := h.board.Latest(sym); have {
+			w.Header().Set("ETag", h.board.ETag(cur))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no snapshot of %s yet: the snapshotter is still computing", sym))
+		return
+	}
+	w.Header().Set("ETag", h.board.ETag(f))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(f.Bytes)
+}
+
+func (h *Handler) listSymbols(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string][]string{"symbols": h.symbols})
+}
+
+// ready is true once every symbol has a frame to serve.
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+	var missing []string
+	for _, s := range h.symbols {
+		if _, ok := h.board.Latest(s); !ok {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "waiting_for": missing})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
+)
+
+func get(t *testing.T, url string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestSnapshotEndpoint(t *testing.T) {
+	board := snapshot.NewBoard("ep")
+	srv := httptest.NewServer(New(board, []string{"BTCUSDT", "ETHUSDT"}))
+	defer srv.Close()
+	ctx := context.Background()
+
+	tests := []struct {
+		name     string
+		path     string
+		wantCode int
+		wantBody string
+	}{
+		{"unknown symbol names the valid ones", "/v1/snapshots/DOGEUSDT", 404, "BTCUSDT, ETHUSDT"},
+		{"no frame yet", "/v1/snapshots/BTCUSDT", 503, "no snapshot of BTCUSDT yet"},
+		{"bad wait", "/v1/snapshots/BTCUSDT?wait=forever", 400, "wait:"},
+		{"wait too long", "/v1/snapshots/BTCUSDT?wait=1h", 400, "wait:"},
+		{"symbols", "/v1/symbols", 200, `{"symbols":["BTCUSDT","ETHUSDT"]}`},
+		{"healthz", "/healthz", 200, "ok"},
+		{"readyz before data", "/readyz", 503, "waiting_for"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := get(t, srv.URL+tc.path, nil)
+			if resp.StatusCode != tc.wantCode || !strings.Contains(body, tc.wantBody) {
+				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, body, tc.wantCode, tc.wantBody)
+			}
+		})
+	}
+
+	board.Publish(ctx, snapshot.Frame{Symbol: "BTCUSDT", Seq: 1, Bytes: []byte(`{"seq":1}`)})
+	resp, body := get(t, srv.URL+"/v1/snapshots/btcusdt", nil)
+	if resp.StatusCode != 200 || body != `{"seq":1}` || resp.Header.Get("ETag") != `"ep-1"` {
+		t.Fatalf("got %d %q etag %q", resp.StatusCode, body, resp.Header.Get("ETag"))
+	}
+	// Unchanged within the wait: 304.
+	resp, _ = get(t, srv.URL+"/v1/snapshots/BTCUSDT?wait=50ms", map[string]string{"If-None-Match": `"ep-1"`})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("unchanged long poll: %d, want 304", resp.StatusCode)
+	}
+	// A long poll returns as soon as a new frame is published.
+	type result struct {
+		code int
+		body string
+	}
+	done := make(chan result)
+	go func() {
+		resp, body := get(t, srv.URL+"/v1/snapshots/BTCUSDT?wait=25s", map[string]string{"If-None-Match": `"ep-1"`})
+		done <- result{resp.StatusCode, body}
+	}()
+	// The poller may not be parked yet; publishing either wakes it or is seen on arrival.
+	board.Publish(ctx, snapshot.Frame{Symbol: "BTCUSDT", Seq: 2, Bytes: []byte(`{"seq":2}`)})
+	select {
+	case r := <-done:
+		if r.code != 200 || r.body != `{"seq":2}` {
+			t.Fatalf("long poll got %d %q", r.code, r.body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("long poll did not return after a publish")
+	}
+	board.Publish(ctx, snapshot.Frame{Symbol: "ETHUSDT", Seq: 1, Bytes: []byte(`{}`)})
+	if resp, _ := get(t, srv.URL+"/readyz", nil); resp.StatusCode != 200 {
+		t.Fatalf("readyz with every symbol served: %d", resp.StatusCode)
+	}
+}

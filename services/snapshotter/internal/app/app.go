@@ -1,0 +1,90 @@
+// Package app assembles the snapshotter: store, demo seed, simulator, compute
+// loop and HTTP API, with one lifecycle.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/liqstream/liqstream/pkg/serve"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/demo"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/simulator"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// Run serves until ctx ends, then stops every part and closes the store.
+func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
+	params, err := cfg.HeatmapParams()
+	if err != nil {
+		return err
+	}
+	step, err := store.IntervalDuration(cfg.Snapshot.CandleInterval)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	counts, err := st.Count(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("store opened", "db", cfg.DB, "klines", counts.Klines, "open_interest", counts.OpenInterest)
+	if cfg.Demo.Enabled {
+		if err := SeedDemo(ctx, st, cfg, step, time.Now(), log); err != nil {
+			return err
+		}
+	}
+
+	board := snapshot.NewBoard(strconv.FormatInt(time.Now().UnixNano(), 36))
+	loop := snapshot.New(snapshot.Config{
+		Symbols: cfg.Symbols, Interval: cfg.Snapshot.Interval, CandleInterval: cfg.Snapshot.CandleInterval,
+		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params,
+	}, st, time.Now, log, board)
+
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Sim.Enabled {
+		sim := simulator.New(simulator.Config{Symbols: cfg.Symbols, Interval: step, Tick: cfg.Sim.Tick, Seed: cfg.Demo.Seed}, st, simulator.RealClock(), log)
+		g.Go(func() error { return sim.Run(gctx) })
+	}
+	g.Go(func() error { return loop.Run(gctx) })
+	g.Go(func() error { return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols), 5*time.Second, log) })
+	return g.Wait()
+}
+
+// SeedDemo writes cfg.Demo.Days of demo candles and OI for every symbol that has
+// no candles yet, ending at the last closed candle before now. A store that
+// already holds a symbol is left as it is, so restarts keep their data.
+func SeedDemo(ctx context.Context, st *store.Store, cfg conf.Config, step time.Duration, now time.Time, log *slog.Logger) error {
+	n := int(time.Duration(cfg.Demo.Days) * 24 * time.Hour / step)
+	for _, sym := range cfg.Symbols {
+		if _, ok, err := st.LastKline(ctx, sym, cfg.Snapshot.CandleInterval); err != nil {
+			return err
+		} else if ok {
+			continue
+		}
+		ks, ois := demo.Generate(sym, cfg.Demo.Seed, now, step, n)
+		if err := st.UpsertKlines(ctx, ks); err != nil {
+			return fmt.Errorf("seed demo %s: %w", sym, err)
+		}
+		if err := st.UpsertOpenInterest(ctx, ois); err != nil {
+			return fmt.Errorf("seed demo %s: %w", sym, err)
+		}
+		log.Info("seeded demo data", "symbol", sym, "candles", len(ks), "open_interest", len(ois))
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+// Package conf is the snapshotter's configuration: one struct, filled by
+// pkg/config from defaults, a YAML file, LIQSTREAM_* env and flags.
+package conf
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// Config is every setting of the snapshotter.
+type Config struct {
+	Listen   string   `mapstructure:"listen" desc:"HTTP listen address (snapshots for gateways, health)"`
+	DB       string   `mapstructure:"db" desc:"DuckDB file, created with its directory when missing"`
+	Symbols  []string `mapstructure:"symbols" desc:"symbols to compute and serve"`
+	LogLevel string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	Snapshot Snapshot `mapstructure:"snapshot"`
+	Heatmap  Heatmap  `mapstructure:"heatmap"`
+	Demo     Demo     `mapstructure:"demo"`
+	Sim      Sim      `mapstructure:"simulator"`
+}
+
+// Snapshot is the compute loop.
+type Snapshot struct {
+	Interval       time.Duration `mapstructure:"interval" desc:"how often changed symbols are recomputed (1s-1m)"`
+	CandleInterval string        `mapstructure:"candle_interval" desc:"candle interval the heatmap is computed on"`
+	Lookback       time.Duration `mapstructure:"lookback" desc:"window of candles behind each live snapshot"`
+}
+
+// Heatmap is the model's parameters.
+type Heatmap struct {
+	LeverageWeights string  `mapstructure:"leverage_weights" desc:"leverage tiers and weights, e.g. 5:15,10:30,25:25,50:20,100:10"`
+	MMR             float64 `mapstructure:"mmr" desc:"maintenance margin rate of the classic model"`
+	BinSize         float64 `mapstructure:"bin_size" desc:"price bucket in USD (1-1000)"`
+	BinSizes        string  `mapstructure:"bin_sizes" desc:"per-symbol bucket overrides, e.g. ETHUSDT:10"`
+}
+
+// Demo seeds an empty store.
+type Demo struct {
+	Enabled bool   `mapstructure:"enabled" desc:"write 7 days of demo candles and OI when the store is empty"`
+	Seed    uint64 `mapstructure:"seed" desc:"seed of the demo data and simulator"`
+	Days    int    `mapstructure:"days" desc:"days of demo history"`
+}
+
+// Sim is the live simulator.
+type Sim struct {
+	Enabled bool          `mapstructure:"enabled" desc:"keep updating the open candle and OI with simulated trades"`
+	Tick    time.Duration `mapstructure:"tick" desc:"how often the simulator moves the price"`
+}
+
+// Default is the embedded default `make run` uses: a local DuckDB file with demo data and the simulator.
+func Default() Config {
+	return Config{
+		Listen:   "127.0.0.1:8081",
+		DB:       "./data/liqstream.duckdb",
+		Symbols:  []string{"BTCUSDT", "ETHUSDT"},
+		LogLevel: "info",
+		Snapshot: Snapshot{Interval: 5 * time.Second, CandleInterval: "5m", Lookback: 7 * 24 * time.Hour},
+		// ETH trades near 3,000 USD, where 100 USD buckets would merge most bands.
+		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10"},
+		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
+		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
+	}
+}
+
+var symbolRE = regexp.MustCompile(`^[A-Z0-9]{2,20}$`)
+
+// Validate checks every key and names the bad one.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		return fmt.Errorf("listen: must be set")
+	}
+	if c.DB == "" {
+		return fmt.Errorf("db: must be set")
+	}
+	if len(c.Symbols) == 0 {
+		return fmt.Errorf("symbols: at least one symbol is needed")
+	}
+	for i, s := range c.Symbols {
+		c.Symbols[i] = strings.ToUpper(strings.TrimSpace(s))
+		if !symbolRE.MatchString(c.Symbols[i]) {
+			return fmt.Errorf("symbols: %q is not a symbol like BTCUSDT", s)
+		}
+	}
+	if c.Snapshot.Interval < time.Second || c.Snapshot.Interval > time.Minute {
+		return fmt.Errorf("snapshot.interval: must be between 1s and 1m, got %s", c.Snapshot.Interval)
+	}
+	if _, err := store.IntervalDuration(c.Snapshot.CandleInterval); err != nil {
+		return fmt.Errorf("snapshot.candle_interval: %w", err)
+	}
+	if c.Snapshot.Lookback < time.Hour || c.Snapshot.Lookback > 366*24*time.Hour {
+		return fmt.Errorf("snapshot.lookback: must be between 1h and 366 days, got %s", c.Snapshot.Lookback)
+	}
+	if _, err := c.HeatmapParams(); err != nil {
+		return err
+	}
+	if c.Demo.Days < 1 || c.Demo.Days > 365 {
+		return fmt.Errorf("demo.days: must be between 1 and 365, got %d", c.Demo.Days)
+	}
+	if c.Sim.Enabled && (c.Sim.Tick < 100*time.Millisecond || c.Sim.Tick > time.Minute) {
+		return fmt.Errorf("simulator.tick: must be between 100ms and 1m, got %s", c.Sim.Tick)
+	}
+	return nil
+}
+
+// HeatmapParams returns the model parameters of every symbol.
+func (c *Config) HeatmapParams() (map[string]heatmap.Params, error) {
+	tiers, err := heatmap.ParseWeights(c.Heatmap.LeverageWeights)
+	if err != nil {
+		return nil, fmt.Errorf("heatmap.leverage_weights: %w", err)
+	}
+	bins, err := parseBinSizes(c.Heatmap.BinSizes)
+	if err != nil {
+		return nil, fmt.Errorf("heatmap.bin_sizes: %w", err)
+	}
+	out := make(map[string]heatmap.Params, len(c.Symbols))
+	for _, s := range c.Symbols {
+		p := heatmap.Params{Tiers: tiers, MMR: c.Heatmap.MMR, BinSize: c.Heatmap.BinSize}
+		key := "heatmap.bin_size"
+		if b, ok := bins[s]; ok {
+			p.BinSize, key = b, "heatmap.bin_sizes"
+		}
+		if err := p.Validate(); err != nil {
+			if strings.Contains(err.Error(), "mmr") {
+				key = "heatmap.mmr"
+			}
+			return nil, fmt.Errorf("%s (%s): %w", key, s, err)
+		}
+		out[s] = p
+	}
+	return out, nil
+}
+
+func parseBinSizes(s string) (map[string]float64, error) {
+	out := map[string]float64{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		sym, val, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok {
+			return nil, fmt.Errorf("%q: want SYMBOL:SIZE", part)
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q: size is not a number", part)
+		}
+		out[strings.ToUpper(strings.TrimSpace(sym))] = f
+	}
+	return out, nil
+}

@@ -1,0 +1,299 @@
+// Package store is liqstream's DuckDB file of candles and open interest. It is
+// the only package in the system that imports DuckDB: the snapshotter is the
+// file's single writer process.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/liqstream/liqstream/pkg/heatmap"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS klines (
+	symbol    VARCHAR   NOT NULL,
+	interval  VARCHAR   NOT NULL,
+	open_time TIMESTAMP NOT NULL,
+	open      DOUBLE    NOT NULL,
+	high      DOUBLE    NOT NULL,
+	low       DOUBLE    NOT NULL,
+	close     DOUBLE    NOT NULL,
+	volume    DOUBLE    NOT NULL,
+	PRIMARY KEY (symbol, interval, open_time)
+);
+CREATE TABLE IF NOT EXISTS open_interest (
+	symbol              VARCHAR   NOT NULL,
+	ts                  TIMESTAMP NOT NULL,
+	open_interest       DOUBLE    NOT NULL,
+	open_interest_value DOUBLE    NOT NULL,
+	PRIMARY KEY (symbol, ts)
+);`
+
+// Store is an open DuckDB file. Its methods are safe for concurrent use.
+type Store struct {
+	db   *sql.DB
+	path string
+
+	mu       sync.Mutex
+	versions map[string]uint64
+}
+
+// Open opens (creating if needed) the DuckDB file at path and its tables.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
+		}
+	}
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: create tables: %w", path, err)
+	}
+	return &Store{db: db, path: path, versions: map[string]uint64{}}, nil
+}
+
+// Close flushes and closes the file.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Version is a counter that moves whenever rows of symbol are written through
+// this Store, so the snapshot loop can skip symbols nothing touched. Because the
+// snapshotter is the file's only writer, an in-memory counter is exact.
+func (s *Store) Version(symbol string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.versions[symbol]
+}
+
+func (s *Store) bump(symbols map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sym := range symbols {
+		s.versions[sym]++
+	}
+}
+
+// UpsertKlines inserts or replaces candles by (symbol, interval, open_time),
+// all or nothing.
+func (s *Store) UpsertKlines(ctx context.Context, ks []Kline) error {
+	if len(ks) == 0 {
+		return nil
+	}
+	touched := map[string]bool{}
+	rows := make([][]driver.Value, 0, len(ks))
+	// A key twice in one batch would make the merge fail; the last one wins, as
+	// it would with one upsert after another.
+	at := make(map[string]int, len(ks))
+	for _, k := range ks {
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("upsert klines: %w", err)
+		}
+		row := []driver.Value{k.Symbol, k.Interval, k.OpenTime.UTC(), k.Open, k.High, k.Low, k.Close, k.Volume}
+		key := k.Symbol + "\x00" + k.Interval + "\x00" + k.OpenTime.UTC().String()
+		if i, dup := at[key]; dup {
+			rows[i] = row
+			continue
+		}
+		at[key] = len(rows)
+		rows = append(rows, row)
+		touched[k.Symbol] = true
+	}
+	if err := s.bulkUpsert(ctx, "klines", rows); err != nil {
+		return fmt.Errorf("upsert %d klines: %w", len(ks), err)
+	}
+	s.bump(touched)
+	return nil
+}
+
+// UpsertOpenInterest inserts or replaces observations by (symbol, ts), all or nothing.
+func (s *Store) UpsertOpenInterest(ctx context.Context, ois []OpenInterest) error {
+	if len(ois) == 0 {
+		return nil
+	}
+	touched := map[string]bool{}
+	rows := make([][]driver.Value, 0, len(ois))
+	at := make(map[string]int, len(ois))
+	for _, o := range ois {
+		if o.Symbol == "" || !(o.OpenInterestValue >= 0) || !(o.OpenInterest >= 0) {
+			return fmt.Errorf("upsert open interest: %q %s: symbol must be set and values non-negative", o.Symbol, o.TS.UTC().Format(time.RFC3339))
+		}
+		row := []driver.Value{o.Symbol, o.TS.UTC(), o.OpenInterest, o.OpenInterestValue}
+		key := o.Symbol + "\x00" + o.TS.UTC().String()
+		if i, dup := at[key]; dup {
+			rows[i] = row
+			continue
+		}
+		at[key] = len(rows)
+		rows = append(rows, row)
+		touched[o.Symbol] = true
+	}
+	if err := s.bulkUpsert(ctx, "open_interest", rows); err != nil {
+		return fmt.Errorf("upsert %d open interest rows: %w", len(ois), err)
+	}
+	s.bump(touched)
+	return nil
+}
+
+// bulkUpsert stages rows in a temp table with DuckDB's appender (its bulk
+// path: row-by-row INSERTs manage a few hundred rows a second) and merges
+// them into table with one INSERT OR REPLACE, which is atomic.
+func (s *Store) bulkUpsert(ctx context.Context, table string, rows [][]driver.Value) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stage := "stage_" + table
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS SELECT * FROM %s LIMIT 0`, stage, table)); err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS temp.main."+stage)
+	err = conn.Raw(func(dc any) error {
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("driver connection is %T, not a driver.Conn", dc)
+		}
+		app, err := duckdb.NewAppender(dconn, "temp", "main", stage)
+		if err != nil {
+			return fmt.Errorf("open appender: %w", err)
+		}
+		for _, r := range rows {
+			if err := app.AppendRow(r...); err != nil {
+				app.Close()
+				return fmt.Errorf("append row: %w", err)
+			}
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("flush appender: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`INSERT OR REPLACE INTO %s SELECT * FROM temp.main.%s`, table, stage)); err != nil {
+		return fmt.Errorf("merge into %s: %w", table, err)
+	}
+	return nil
+}
+
+// Validate rejects a candle no exchange could have printed.
+func (k Kline) Validate() error {
+	switch {
+	case k.Symbol == "" || k.Interval == "":
+		return fmt.Errorf("kline at %s: symbol and interval must be set", k.OpenTime.UTC().Format(time.RFC3339))
+	case !(k.Low > 0) || k.High < k.Low || k.Open < k.Low || k.Open > k.High || k.Close < k.Low || k.Close > k.High:
+		return fmt.Errorf("kline %s %s %s: prices out of order (o=%g h=%g l=%g c=%g)", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339), k.Open, k.High, k.Low, k.Close)
+	case k.Volume < 0:
+		return fmt.Errorf("kline %s %s %s: negative volume", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// LastKline returns the newest candle of symbol/interval; ok is false when there is none.
+func (s *Store) LastKline(ctx context.Context, symbol, interval string) (Kline, bool, error) {
+	k := Kline{Symbol: symbol, Interval: interval}
+	err := s.db.QueryRowContext(ctx, `SELECT open_time, open, high, low, close, volume FROM klines
+		WHERE symbol = ? AND interval = ? ORDER BY open_time DESC LIMIT 1`, symbol, interval).
+		Scan(&k.OpenTime, &k.Open, &k.High, &k.Low, &k.Close, &k.Volume)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Kline{}, false, nil
+	}
+	if err != nil {
+		return Kline{}, false, fmt.Errorf("last kline %s %s: %w", symbol, interval, err)
+	}
+	k.OpenTime = k.OpenTime.UTC()
+	return k, true, nil
+}
+
+// Counts is how many rows the store holds.
+type Counts struct {
+	Klines       int64
+	OpenInterest int64
+}
+
+// Count returns the row counts of both tables.
+func (s *Store) Count(ctx context.Context) (Counts, error) {
+	var c Counts
+	err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM klines), (SELECT count(*) FROM open_interest)`).Scan(&c.Klines, &c.OpenInterest)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count rows: %w", err)
+	}
+	return c, nil
+}
+
+// Candles returns the candles of symbol/interval opening at or after from, oldest
+// first, each with the average open-interest value observed inside it (HasOI is
+// false where none was).
+func (s *Store) Candles(ctx context.Context, symbol, interval string, from time.Time) ([]heatmap.Candle, error) {
+	step, err := IntervalDuration(interval)
+	if err != nil {
+		return nil, fmt.Errorf("load candles %s: %w", symbol, err)
+	}
+	// OI rows are bucketed onto candle open times by integer arithmetic on epoch
+	// microseconds, which works for any interval that divides a day.
+	rows, err := s.db.QueryContext(ctx, `
+		WITH oi AS (
+			SELECT make_timestamp((epoch_us(ts) // ?) * ?) AS bucket, avg(open_interest_value) AS oi
+			FROM open_interest
+			WHERE symbol = ? AND ts >= ?
+			GROUP BY bucket
+		)
+		SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, oi.oi
+		FROM klines k LEFT JOIN oi ON oi.bucket = k.open_time
+		WHERE k.symbol = ? AND k.interval = ? AND k.open_time >= ?
+		ORDER BY k.open_time`,
+		step.Microseconds(), step.Microseconds(), symbol, from.UTC(), symbol, interval, from.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
+	}
+	defer rows.Close()
+	var out []heatmap.Candle
+	for rows.Next() {
+		var c heatmap.Candle
+		var oi sql.NullFloat64
+		if err := rows.Scan(&c.OpenTime, &c.Open, &c.High, &c.Low, &c.Close, &c.Volume, &oi); err != nil {
+			return nil, fmt.Errorf("load candles %s %s: scan: %w", symbol, interval, err)
+		}
+		c.OpenTime = c.OpenTime.UTC()
+		c.OIValue, c.HasOI = oi.Float64, oi.Valid
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
+	}
+	return out, nil
+}
+
+var intervals = map[string]time.Duration{
+	"1m": time.Minute, "3m": 3 * time.Minute, "5m": 5 * time.Minute, "15m": 15 * time.Minute,
+	"30m": 30 * time.Minute, "1h": time.Hour, "2h": 2 * time.Hour, "4h": 4 * time.Hour,
+	"6h": 6 * time.Hour, "8h": 8 * time.Hour, "12h": 12 * time.Hour, "1d": 24 * time.Hour,
+}
+
+// IntervalDuration maps a Binance interval name ("5m") to its length.
+func IntervalDuration(name string) (time.Duration, error) {
+	d, ok := intervals[name]
+	if !ok {
+		return 0, fmt.Errorf("unknown candle interval %q (use 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h or 1d)", name)
+	}
+	return d, nil
+}

@@ -1,0 +1,41 @@
+// Command snapshotter owns liqstream's DuckDB file: it ingests candles and open
+// interest, computes the liquidation heatmap of each symbol every interval and
+// serves the encoded frames to gateways.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/liqstream/liqstream/pkg/config"
+	"github.com/liqstream/liqstream/pkg/logging"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/app"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
+)
+
+func main() {
+	cfg := conf.Default()
+	if err := config.Load("snapshotter", os.Args[1:], os.Stderr, &cfg); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "snapshotter:", err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "snapshotter")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "snapshotter:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, cfg, log); err != nil {
+		log.Error("snapshotter stopped", "err", err)
+		os.Exit(1)
+	}
+	log.Info("snapshotter stopped")
+}
