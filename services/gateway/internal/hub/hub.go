@@ -55,7 +55,7 @@ func (h *Hub) SetSymbols(symbols []string) {
 func (h *Hub) Symbols() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return slices.Clone(h.symbols)
+	return append([]string{}, h.symbols...)
 }
 
 // Publish records frame as symbol's newest and sends it to every subscriber.

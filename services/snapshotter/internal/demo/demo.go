@@ -134,6 +134,16 @@ func (w *Walker) Resume(price float64) {
 	}
 }
 
+// ResumeOI continues the OI walk from a stored value, so a restarted
+// simulator does not jump from its own starting level: the model would read
+// that jump as billions of USDT opened or closed in one candle.
+func (w *Walker) ResumeOI(value float64) {
+	if value > 0 && !math.IsInf(value, 0) && !math.IsNaN(value) {
+		w.oiValue = value
+		w.oiLevel = value
+	}
+}
+
 // Next generates one whole candle opening at openTime and the OI observation for it.
 func (w *Walker) Next(openTime time.Time, interval time.Duration) (store.Kline, store.OpenInterest) {
 	f := stepFraction(interval)

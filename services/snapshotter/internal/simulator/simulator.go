@@ -24,6 +24,8 @@ type Writer interface {
 	UpsertKlines(ctx context.Context, ks []store.Kline) error
 	// UpsertOpenInterest inserts or replaces by (symbol, ts).
 	UpsertOpenInterest(ctx context.Context, ois []store.OpenInterest) error
+	// LastOpenInterest returns the newest stored observation of symbol and ok=false when there is none.
+	LastOpenInterest(ctx context.Context, symbol string) (store.OpenInterest, bool, error)
 }
 
 // Clock is injected so tests control time.
@@ -179,6 +181,13 @@ func (s *Simulator) stepSymbol(ctx context.Context, sym string, now time.Time) e
 	// may have been seeded by someone else, and a failed upsert leaves the walker ahead of it.
 	if ok && st.walker.Price() != last.Close {
 		st.walker.Resume(last.Close)
+	}
+	lastOI, okOI, err := s.w.LastOpenInterest(ctx, sym)
+	if err != nil {
+		return fmt.Errorf("simulator %s: last open interest: %w", sym, err)
+	}
+	if okOI && st.walker.OIValue() != lastOI.OpenInterestValue {
+		st.walker.ResumeOI(lastOI.OpenInterestValue)
 	}
 
 	var cur store.Kline

@@ -75,6 +75,22 @@ func (m *memStore) LastKline(_ context.Context, sym, interval string) (store.Kli
 	return last, ok, nil
 }
 
+func (m *memStore) LastOpenInterest(_ context.Context, sym string) (store.OpenInterest, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.failing("lastoi", sym); err != nil {
+		return store.OpenInterest{}, false, err
+	}
+	var last store.OpenInterest
+	ok := false
+	for k, v := range m.ois {
+		if k.sym == sym && (!ok || v.TS.After(last.TS)) {
+			last, ok = v, true
+		}
+	}
+	return last, ok, nil
+}
+
 func (m *memStore) UpsertKlines(_ context.Context, ks []store.Kline) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -518,5 +534,40 @@ func TestNewDefaults(t *testing.T) {
 	sim := New(Config{Symbols: []string{"BTCUSDT"}}, newMemStore(), nil, nil)
 	if sim.cfg.Interval != 5*time.Minute || sim.cfg.Tick != 2*time.Second || sim.interval != "5m" {
 		t.Fatalf("defaults: interval %v (%q), tick %v", sim.cfg.Interval, sim.interval, sim.cfg.Tick)
+	}
+}
+
+// A restarted simulator must continue the stored OI: a jump would read as
+// billions of USDT opened or closed in one candle and wipe or flood the heatmap.
+func TestStepContinuesStoredOpenInterest(t *testing.T) {
+	ms := newMemStore()
+	ctx := context.Background()
+	stored := store.OpenInterest{Symbol: "BTCUSDT", TS: t0.Add(-iv), OpenInterest: 1000, OpenInterestValue: 1.234e9}
+	if err := ms.UpsertKlines(ctx, []store.Kline{{Symbol: "BTCUSDT", Interval: "5m", OpenTime: t0.Add(-iv), Open: 95_000, High: 95_100, Low: 94_900, Close: 95_000, Volume: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.UpsertOpenInterest(ctx, []store.OpenInterest{stored}); err != nil {
+		t.Fatal(err)
+	}
+	sim := newSim(t, ms, newFakeClock(t0.Add(2*time.Second)), "BTCUSDT")
+	if err := sim.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ms.LastOpenInterest(ctx, "BTCUSDT")
+	if err != nil || !ok || !got.TS.Equal(t0) {
+		t.Fatalf("no OI written for the open candle: %+v %v %v", got, ok, err)
+	}
+	// The walker's own BTC level is ~8e9; one 2 s step from 1.234e9 moves well under 1 %.
+	if r := got.OpenInterestValue/stored.OpenInterestValue - 1; math.Abs(r) > 0.01 {
+		t.Fatalf("OI jumped from %v to %v (%.1f%%) at resume", stored.OpenInterestValue, got.OpenInterestValue, 100*r)
+	}
+	ms.setFail(func(op, sym string) error {
+		if op == "lastoi" {
+			return errBoom
+		}
+		return nil
+	})
+	if err := sim.Step(ctx); err == nil || !strings.Contains(err.Error(), "simulator BTCUSDT: last open interest") {
+		t.Fatalf("a failing LastOpenInterest gave %v", err)
 	}
 }

@@ -224,6 +224,21 @@ func (s *Store) LastKline(ctx context.Context, symbol, interval string) (Kline, 
 	return k, true, nil
 }
 
+// LastOpenInterest returns the newest observation of symbol; ok is false when there is none.
+func (s *Store) LastOpenInterest(ctx context.Context, symbol string) (OpenInterest, bool, error) {
+	o := OpenInterest{Symbol: symbol}
+	err := s.db.QueryRowContext(ctx, `SELECT ts, open_interest, open_interest_value FROM open_interest
+		WHERE symbol = ? ORDER BY ts DESC LIMIT 1`, symbol).Scan(&o.TS, &o.OpenInterest, &o.OpenInterestValue)
+	if errors.Is(err, sql.ErrNoRows) {
+		return OpenInterest{}, false, nil
+	}
+	if err != nil {
+		return OpenInterest{}, false, fmt.Errorf("last open interest %s: %w", symbol, err)
+	}
+	o.TS = o.TS.UTC()
+	return o, true, nil
+}
+
 // Counts is how many rows the store holds.
 type Counts struct {
 	Klines       int64

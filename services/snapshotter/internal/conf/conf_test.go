@@ -1,0 +1,59 @@
+package conf
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateNamesTheBadKey(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"default is valid", func(*Config) {}, ""},
+		{"lower-case symbols are normalised", func(c *Config) { c.Symbols = []string{"btcusdt"} }, ""},
+		{"no listen", func(c *Config) { c.Listen = "" }, "listen:"},
+		{"no db", func(c *Config) { c.DB = "" }, "db:"},
+		{"no symbols", func(c *Config) { c.Symbols = nil }, "symbols:"},
+		{"bad symbol", func(c *Config) { c.Symbols = []string{"BTC-USDT"} }, `symbols: "BTC-USDT"`},
+		{"interval too short", func(c *Config) { c.Snapshot.Interval = 0 }, "snapshot.interval:"},
+		{"unknown candle interval", func(c *Config) { c.Snapshot.CandleInterval = "7m" }, "snapshot.candle_interval:"},
+		{"lookback too short", func(c *Config) { c.Snapshot.Lookback = time.Minute }, "snapshot.lookback:"},
+		{"bad weights", func(c *Config) { c.Heatmap.LeverageWeights = "5:x" }, "heatmap.leverage_weights:"},
+		{"bin too big", func(c *Config) { c.Heatmap.BinSize = 5000 }, "heatmap.bin_size (BTCUSDT)"},
+		{"bad bin override", func(c *Config) { c.Heatmap.BinSizes = "ETHUSDT=10" }, "heatmap.bin_sizes:"},
+		{"bin override out of range", func(c *Config) { c.Heatmap.BinSizes = "ETHUSDT:0.5" }, "heatmap.bin_sizes (ETHUSDT)"},
+		{"bad mmr", func(c *Config) { c.Heatmap.MMR = 2 }, "heatmap.mmr"},
+		{"demo days", func(c *Config) { c.Demo.Days = 0 }, "demo.days:"},
+		{"simulator tick", func(c *Config) { c.Sim.Tick = time.Millisecond }, "simulator.tick:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHeatmapParamsPerSymbolBins(t *testing.T) {
+	c := Default()
+	p, err := c.HeatmapParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p["BTCUSDT"].BinSize != 100 || p["ETHUSDT"].BinSize != 10 {
+		t.Fatalf("bins BTC %v ETH %v, want 100 and 10", p["BTCUSDT"].BinSize, p["ETHUSDT"].BinSize)
+	}
+}
