@@ -169,6 +169,9 @@ func TestPageAndHTTPSurface(t *testing.T) {
 		{"/api/v1/snapshot/NOPE", "valid symbols: BTCUSDT, ETHUSDT", 404},
 		{"/api/v1/symbols", `["BTCUSDT","ETHUSDT"]`, 200},
 		{"/healthz", "ok", 200},
+		// Two days of demo data: 48 hourly snapshots of closed candles.
+		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&time_window=48h&interval=1h", `"total_snapshots":48`, 200},
+		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&interval=7m", `interval:`, 400},
 	}
 	for _, tc := range tests {
 		resp, err := http.Get(s.GatewayURL() + tc.path)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"time"
 
@@ -77,6 +79,7 @@ func Routes(cfg conf.Config, h *hub.Hub, wss *ws.Server) http.Handler {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Write(f)
 	})
+	mux.Handle("GET /liquidations/heatmap-timeseries", historyProxy(cfg.SnapshotterURL))
 	mux.HandleFunc("GET /api/v1/symbols", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string][]string{"symbols": h.Symbols()})
 	})
@@ -98,6 +101,21 @@ func Routes(cfg conf.Config, h *hub.Hub, wss *ws.Server) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "symbols": syms})
 	})
 	return mux
+}
+
+// historyProxy forwards the time-series endpoint to the snapshotter, which
+// owns the data; the gateway only relays, as it does for frames.
+func historyProxy(base string) http.Handler {
+	target, err := url.Parse(base)
+	if err != nil {
+		// conf.Validate has already checked the URL.
+		panic(fmt.Sprintf("snapshotter_url %q: %v", base, err))
+	}
+	p := httputil.NewSingleHostReverseProxy(target)
+	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		writeError(w, http.StatusBadGateway, "history is served by the snapshotter, which is unreachable: "+err.Error())
+	}
+	return p
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

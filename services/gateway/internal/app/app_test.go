@@ -15,7 +15,13 @@ import (
 
 func server(t *testing.T, wsEnabled bool) (*hub.Hub, *httptest.Server) {
 	t.Helper()
+	return serverWith(t, wsEnabled, "http://127.0.0.1:1")
+}
+
+func serverWith(t *testing.T, wsEnabled bool, snapshotterURL string) (*hub.Hub, *httptest.Server) {
+	t.Helper()
 	cfg := conf.Default()
+	cfg.SnapshotterURL = snapshotterURL
 	cfg.WS.Enabled = wsEnabled
 	h := hub.New([]string{"BTCUSDT", "ETHUSDT"})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -72,5 +78,28 @@ func TestWebSocketDisabledAnswers503(t *testing.T) {
 	code, body := get(t, srv.URL+"/ws/heatmap")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "ws.enabled=false") {
 		t.Fatalf("got %d %q, want 503 naming ws.enabled", code, body)
+	}
+}
+
+func TestHistoryIsProxiedToTheSnapshotter(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Cache", "hit")
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, r.URL.Path+"?"+r.URL.RawQuery)
+	}))
+	_, srv := serverWith(t, true, up.URL)
+	resp, err := http.Get(srv.URL + "/liquidations/heatmap-timeseries?symbol=BTCUSDT&interval=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot || string(b) != "/liquidations/heatmap-timeseries?symbol=BTCUSDT&interval=1h" || resp.Header.Get("X-Cache") != "hit" {
+		t.Fatalf("proxied answer %d %q %v: status, body and headers must pass through", resp.StatusCode, b, resp.Header)
+	}
+	up.Close()
+	code, body := get(t, srv.URL+"/liquidations/heatmap-timeseries?symbol=BTCUSDT")
+	if code != http.StatusBadGateway || !strings.Contains(body, "snapshotter, which is unreachable") {
+		t.Fatalf("with the snapshotter down: %d %q", code, body)
 	}
 }

@@ -25,9 +25,11 @@ type Handler struct {
 	mux     *http.ServeMux
 }
 
-// New returns the handler for the given symbols.
-func New(board *snapshot.Board, symbols []string) *Handler {
+// New returns the handler for the given symbols; history serves the
+// time-series endpoint.
+func New(board *snapshot.Board, symbols []string, history http.Handler) *Handler {
 	h := &Handler{board: board, symbols: symbols, mux: http.NewServeMux()}
+	h.mux.Handle("GET /liquidations/heatmap-timeseries", history)
 	h.mux.HandleFunc("GET /v1/snapshots/{symbol}", h.snapshot)
 	h.mux.HandleFunc("GET /v1/symbols", h.listSymbols)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

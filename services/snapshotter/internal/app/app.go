@@ -15,6 +15,7 @@ import (
 	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/demo"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/simulator"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
@@ -56,13 +57,20 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params,
 	}, st, time.Now, log, board)
 
+	hist := history.New(st, history.Defaults{
+		Symbols: cfg.Symbols, Params: params, Weights: cfg.Heatmap.LeverageWeights,
+		Window: cfg.History.DefaultWindow, Interval: cfg.History.DefaultInterval, MaxSnapshots: cfg.History.MaxSnapshots,
+	}, time.Now, log)
+
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Sim.Enabled {
 		sim := simulator.New(simulator.Config{Symbols: cfg.Symbols, Interval: step, Tick: cfg.Sim.Tick, Seed: cfg.Demo.Seed}, st, simulator.RealClock(), log)
 		g.Go(func() error { return sim.Run(gctx) })
 	}
 	g.Go(func() error { return loop.Run(gctx) })
-	g.Go(func() error { return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols), 5*time.Second, log) })
+	g.Go(func() error {
+		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist), 5*time.Second, log)
+	})
 	return g.Wait()
 }
 

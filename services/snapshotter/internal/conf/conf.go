@@ -5,11 +5,13 @@ package conf
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
 
@@ -21,6 +23,7 @@ type Config struct {
 	LogLevel string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 	Snapshot Snapshot `mapstructure:"snapshot"`
 	Heatmap  Heatmap  `mapstructure:"heatmap"`
+	History  History  `mapstructure:"history"`
 	Demo     Demo     `mapstructure:"demo"`
 	Sim      Sim      `mapstructure:"simulator"`
 }
@@ -38,6 +41,13 @@ type Heatmap struct {
 	MMR             float64 `mapstructure:"mmr" desc:"maintenance margin rate of the classic model"`
 	BinSize         float64 `mapstructure:"bin_size" desc:"price bucket in USD (1-1000)"`
 	BinSizes        string  `mapstructure:"bin_sizes" desc:"per-symbol bucket overrides, e.g. ETHUSDT:10"`
+}
+
+// History is the time-series endpoint.
+type History struct {
+	DefaultWindow   string `mapstructure:"default_window" desc:"time_window when a request gives none (48h, 3d, 7d, ...)"`
+	DefaultInterval string `mapstructure:"default_interval" desc:"interval when a request gives none (5m ... 1d)"`
+	MaxSnapshots    int    `mapstructure:"max_snapshots" desc:"most snapshots one response may carry"`
 }
 
 // Demo seeds an empty store.
@@ -63,6 +73,7 @@ func Default() Config {
 		Snapshot: Snapshot{Interval: 5 * time.Second, CandleInterval: "5m", Lookback: 7 * 24 * time.Hour},
 		// ETH trades near 3,000 USD, where 100 USD buckets would merge most bands.
 		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10"},
+		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000},
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
 	}
@@ -98,6 +109,15 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.HeatmapParams(); err != nil {
 		return err
+	}
+	if _, ok := history.Windows[c.History.DefaultWindow]; !ok {
+		return fmt.Errorf("history.default_window: %q is not a time_window preset", c.History.DefaultWindow)
+	}
+	if !slices.Contains(history.Intervals, c.History.DefaultInterval) {
+		return fmt.Errorf("history.default_interval: %q is not one of %s", c.History.DefaultInterval, strings.Join(history.Intervals, ", "))
+	}
+	if c.History.MaxSnapshots < 100 || c.History.MaxSnapshots > 200000 {
+		return fmt.Errorf("history.max_snapshots: must be between 100 and 200000, got %d", c.History.MaxSnapshots)
 	}
 	if c.Demo.Days < 1 || c.Demo.Days > 365 {
 		return fmt.Errorf("demo.days: must be between 1 and 365, got %d", c.Demo.Days)

@@ -26,6 +26,9 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"bad bin override", func(c *Config) { c.Heatmap.BinSizes = "ETHUSDT=10" }, "heatmap.bin_sizes:"},
 		{"bin override out of range", func(c *Config) { c.Heatmap.BinSizes = "ETHUSDT:0.5" }, "heatmap.bin_sizes (ETHUSDT)"},
 		{"bad mmr", func(c *Config) { c.Heatmap.MMR = 2 }, "heatmap.mmr"},
+		{"history window", func(c *Config) { c.History.DefaultWindow = "2w" }, "history.default_window:"},
+		{"history interval", func(c *Config) { c.History.DefaultInterval = "1m" }, "history.default_interval:"},
+		{"history max", func(c *Config) { c.History.MaxSnapshots = 1 }, "history.max_snapshots:"},
 		{"demo days", func(c *Config) { c.Demo.Days = 0 }, "demo.days:"},
 		{"simulator tick", func(c *Config) { c.Sim.Tick = time.Millisecond }, "simulator.tick:"},
 	}

@@ -18,7 +18,7 @@ import (
 type Source interface {
 	// Version moves whenever symbol's rows change.
 	Version(symbol string) uint64
-	Candles(ctx context.Context, symbol, interval string, from time.Time) ([]heatmap.Candle, error)
+	Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error)
 }
 
 // Publisher receives every new frame.
@@ -94,7 +94,7 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 		return false, nil
 	}
 	from := l.now().Add(-l.cfg.Lookback).Truncate(l.cfg.CandleStep)
-	candles, err := l.src.Candles(ctx, sym, l.cfg.CandleInterval, from)
+	candles, err := l.src.Candles(ctx, sym, l.cfg.CandleInterval, from, time.Time{})
 	if err != nil {
 		return false, err
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -44,8 +43,7 @@ type Store struct {
 	db   *sql.DB
 	path string
 
-	mu       sync.Mutex
-	versions map[string]uint64
+	changes *changeLog
 }
 
 // Open opens (creating if needed) the DuckDB file at path and its tables.
@@ -63,7 +61,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: create tables: %w", path, err)
 	}
-	return &Store{db: db, path: path, versions: map[string]uint64{}}, nil
+	return &Store{db: db, path: path, changes: newChangeLog()}, nil
 }
 
 // Close flushes and closes the file.
@@ -74,30 +72,13 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Version is a counter that moves whenever rows of symbol are written through
-// this Store, so the snapshot loop can skip symbols nothing touched. Because the
-// snapshotter is the file's only writer, an in-memory counter is exact.
-func (s *Store) Version(symbol string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.versions[symbol]
-}
-
-func (s *Store) bump(symbols map[string]bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sym := range symbols {
-		s.versions[sym]++
-	}
-}
-
 // UpsertKlines inserts or replaces candles by (symbol, interval, open_time),
 // all or nothing.
 func (s *Store) UpsertKlines(ctx context.Context, ks []Kline) error {
 	if len(ks) == 0 {
 		return nil
 	}
-	touched := map[string]bool{}
+	touched := map[string]Span{}
 	rows := make([][]driver.Value, 0, len(ks))
 	// A key twice in one batch would make the merge fail; the last one wins, as
 	// it would with one upsert after another.
@@ -114,12 +95,12 @@ func (s *Store) UpsertKlines(ctx context.Context, ks []Kline) error {
 		}
 		at[key] = len(rows)
 		rows = append(rows, row)
-		touched[k.Symbol] = true
+		touched[k.Symbol] = touched[k.Symbol].widen(k.OpenTime.UTC())
 	}
 	if err := s.bulkUpsert(ctx, "klines", rows); err != nil {
 		return fmt.Errorf("upsert %d klines: %w", len(ks), err)
 	}
-	s.bump(touched)
+	s.changes.record(touched)
 	return nil
 }
 
@@ -128,7 +109,7 @@ func (s *Store) UpsertOpenInterest(ctx context.Context, ois []OpenInterest) erro
 	if len(ois) == 0 {
 		return nil
 	}
-	touched := map[string]bool{}
+	touched := map[string]Span{}
 	rows := make([][]driver.Value, 0, len(ois))
 	at := make(map[string]int, len(ois))
 	for _, o := range ois {
@@ -143,12 +124,12 @@ func (s *Store) UpsertOpenInterest(ctx context.Context, ois []OpenInterest) erro
 		}
 		at[key] = len(rows)
 		rows = append(rows, row)
-		touched[o.Symbol] = true
+		touched[o.Symbol] = touched[o.Symbol].widen(o.TS.UTC())
 	}
 	if err := s.bulkUpsert(ctx, "open_interest", rows); err != nil {
 		return fmt.Errorf("upsert %d open interest rows: %w", len(ois), err)
 	}
-	s.bump(touched)
+	s.changes.record(touched)
 	return nil
 }
 
@@ -255,28 +236,47 @@ func (s *Store) Count(ctx context.Context) (Counts, error) {
 	return c, nil
 }
 
-// Candles returns the candles of symbol/interval opening at or after from, oldest
-// first, each with the average open-interest value observed inside it (HasOI is
-// false where none was).
-func (s *Store) Candles(ctx context.Context, symbol, interval string, from time.Time) ([]heatmap.Candle, error) {
+// Candles returns the candles of symbol at interval that open in [from, to)
+// (to zero = no end), oldest first, each with the average open-interest value
+// observed inside it (HasOI false where none was). An interval that is not
+// stored is aggregated from the finest stored one that divides it: first
+// open, max high, min low, last close, summed volume.
+func (s *Store) Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error) {
 	step, err := IntervalDuration(interval)
 	if err != nil {
 		return nil, fmt.Errorf("load candles %s: %w", symbol, err)
 	}
-	// OI rows are bucketed onto candle open times by integer arithmetic on epoch
-	// microseconds, which works for any interval that divides a day.
+	base, err := s.baseInterval(ctx, symbol, interval, step)
+	if err != nil {
+		return nil, err
+	}
+	if base == "" {
+		return nil, nil
+	}
+	if to.IsZero() {
+		to = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	us := step.Microseconds()
+	// Buckets come from integer arithmetic on epoch microseconds, so 4h and 1d
+	// candles align to UTC midnight as Binance's do.
 	rows, err := s.db.QueryContext(ctx, `
-		WITH oi AS (
-			SELECT make_timestamp((epoch_us(ts) // ?) * ?) AS bucket, avg(open_interest_value) AS oi
+		WITH k AS (
+			SELECT make_timestamp((epoch_us(open_time) // $1) * $1) AS b, open_time, open, high, low, close, volume
+			FROM klines
+			WHERE symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
+		), agg AS (
+			SELECT b, arg_min(open, open_time) AS open, max(high) AS high, min(low) AS low,
+			       arg_max(close, open_time) AS close, sum(volume) AS volume
+			FROM k GROUP BY b
+		), oi AS (
+			SELECT make_timestamp((epoch_us(ts) // $1) * $1) AS b, avg(open_interest_value) AS oi
 			FROM open_interest
-			WHERE symbol = ? AND ts >= ?
-			GROUP BY bucket
+			WHERE symbol = $2 AND ts >= $4 AND ts < $5
+			GROUP BY b
 		)
-		SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, oi.oi
-		FROM klines k LEFT JOIN oi ON oi.bucket = k.open_time
-		WHERE k.symbol = ? AND k.interval = ? AND k.open_time >= ?
-		ORDER BY k.open_time`,
-		step.Microseconds(), step.Microseconds(), symbol, from.UTC(), symbol, interval, from.UTC())
+		SELECT agg.b, agg.open, agg.high, agg.low, agg.close, agg.volume, oi.oi
+		FROM agg LEFT JOIN oi ON oi.b = agg.b
+		ORDER BY agg.b`, us, symbol, base, from.UTC(), to.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
 	}
@@ -296,6 +296,34 @@ func (s *Store) Candles(ctx context.Context, symbol, interval string, from time.
 		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
 	}
 	return out, nil
+}
+
+// baseInterval picks the stored interval to build interval from: itself when
+// stored, else the coarsest stored one that divides it; "" when nothing fits.
+func (s *Store) baseInterval(ctx context.Context, symbol, interval string, step time.Duration) (string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT interval FROM klines WHERE symbol = ?`, symbol)
+	if err != nil {
+		return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+	}
+	defer rows.Close()
+	best, bestStep := "", time.Duration(0)
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+		}
+		d, err := IntervalDuration(name)
+		if err != nil || d > step || step%d != 0 {
+			continue
+		}
+		if d > bestStep {
+			best, bestStep = name, d
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+	}
+	return best, nil
 }
 
 var intervals = map[string]time.Duration{

@@ -42,7 +42,7 @@ func TestUpsertAndCandlesJoinAverageOI(t *testing.T) {
 	if err := s.UpsertOpenInterest(ctx, ois); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := s.Candles(ctx, "BTCUSDT", "5m", t0)
+	cs, err := s.Candles(ctx, "BTCUSDT", "5m", t0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestUpsertAndCandlesJoinAverageOI(t *testing.T) {
 		}
 	}
 	// from filters by open time.
-	cs, err = s.Candles(ctx, "BTCUSDT", "5m", t0.Add(5*time.Minute))
+	cs, err = s.Candles(ctx, "BTCUSDT", "5m", t0.Add(5*time.Minute), time.Time{})
 	if err != nil || len(cs) != 2 {
 		t.Fatalf("from filter: %d candles, err %v; want 2", len(cs), err)
 	}
@@ -168,8 +168,88 @@ func TestDuplicateKeysInOneBatchLastWins(t *testing.T) {
 	if err := s.UpsertOpenInterest(ctx, []OpenInterest{{Symbol: "BTCUSDT", TS: t0, OpenInterestValue: 1}, {Symbol: "BTCUSDT", TS: t0, OpenInterestValue: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := s.Candles(ctx, "BTCUSDT", "5m", t0)
+	cs, err := s.Candles(ctx, "BTCUSDT", "5m", t0, time.Time{})
 	if err != nil || len(cs) != 1 || cs[0].Close != 125 || cs[0].OIValue != 2 {
 		t.Fatalf("got %+v %v; want one candle, close 125, OI 2", cs, err)
+	}
+}
+
+func TestCandlesAggregate(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	// Six 5m candles = two 15m candles; OI observed in the first three only.
+	ks := []Kline{
+		kl("BTCUSDT", 0, 100, 105, 99, 101), kl("BTCUSDT", 1, 101, 110, 100, 108), kl("BTCUSDT", 2, 108, 109, 95, 96),
+		kl("BTCUSDT", 3, 96, 97, 90, 91), kl("BTCUSDT", 4, 91, 94, 91, 93), kl("BTCUSDT", 5, 93, 99, 92, 98),
+	}
+	if err := s.UpsertKlines(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpsertOpenInterest(ctx, []OpenInterest{
+		{Symbol: "BTCUSDT", TS: t0, OpenInterestValue: 10},
+		{Symbol: "BTCUSDT", TS: t0.Add(5 * time.Minute), OpenInterestValue: 20},
+		{Symbol: "BTCUSDT", TS: t0.Add(10 * time.Minute), OpenInterestValue: 60},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Candles(ctx, "BTCUSDT", "15m", t0, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		o, h, l, c, v, oi float64
+		has               bool
+	}
+	want := []row{{100, 110, 95, 96, 3, 30, true}, {96, 99, 90, 98, 3, 0, false}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d 15m candles, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if (row{g.Open, g.High, g.Low, g.Close, g.Volume, g.OIValue, g.HasOI}) != w || !g.OpenTime.Equal(t0.Add(time.Duration(i)*15*time.Minute)) {
+			t.Errorf("15m candle %d = %+v, want %+v", i, g, w)
+		}
+	}
+	// An interval no stored one divides into gives nothing rather than a wrong series.
+	if got, err := s.Candles(ctx, "BTCUSDT", "3m", t0, time.Time{}); err != nil || len(got) != 0 {
+		t.Fatalf("3m from 5m: %d candles, err %v; want none", len(got), err)
+	}
+	// [from, to) bounds by open time.
+	if got, err := s.Candles(ctx, "BTCUSDT", "5m", t0.Add(5*time.Minute), t0.Add(15*time.Minute)); err != nil || len(got) != 2 {
+		t.Fatalf("bounded query: %d candles, err %v; want 2", len(got), err)
+	}
+}
+
+func TestChangedSince(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	v0 := s.Version("BTCUSDT")
+	if err := s.UpsertKlines(ctx, []Kline{kl("BTCUSDT", 3, 100, 110, 90, 105), kl("BTCUSDT", 5, 100, 110, 90, 105)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpsertOpenInterest(ctx, []OpenInterest{{Symbol: "BTCUSDT", TS: t0.Add(7 * time.Minute), OpenInterestValue: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sp, cur, complete := s.ChangedSince("BTCUSDT", v0)
+	if !complete || cur != v0+2 || !sp.Min.Equal(t0.Add(7*time.Minute)) || !sp.Max.Equal(t0.Add(25*time.Minute)) {
+		t.Fatalf("span %v..%v cur %d complete %v", sp.Min, sp.Max, cur, complete)
+	}
+	tests := []struct {
+		from, to time.Duration
+		want     bool
+	}{{0, 7 * time.Minute, false}, {0, 8 * time.Minute, true}, {20 * time.Minute, time.Hour, true}, {26 * time.Minute, time.Hour, false}}
+	for _, tc := range tests {
+		if got := sp.Overlaps(t0.Add(tc.from), t0.Add(tc.to)); got != tc.want {
+			t.Errorf("overlaps [%v,%v) = %v, want %v", tc.from, tc.to, got, tc.want)
+		}
+	}
+	if sp, _, complete := s.ChangedSince("BTCUSDT", cur); !complete || !sp.Min.IsZero() {
+		t.Fatalf("nothing changed since the current version, got %+v", sp)
+	}
+	for i := 0; i < changeLogSize+1; i++ {
+		s.changes.record(map[string]Span{"BTCUSDT": {t0, t0}})
+	}
+	if _, _, complete := s.ChangedSince("BTCUSDT", v0); complete {
+		t.Fatal("a version older than the kept log claimed a complete answer")
 	}
 }

@@ -1,0 +1,239 @@
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/protocol"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// Store is what history reads.
+type Store interface {
+	Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error)
+	Version(symbol string) uint64
+	ChangedSince(symbol string, version uint64) (store.Span, uint64, bool)
+}
+
+// Level is one bucket of an entry.
+type Level struct {
+	Price        float64 `json:"price"`
+	LongDensity  float64 `json:"long_density"`
+	ShortDensity float64 `json:"short_density"`
+}
+
+// EntryMeta is per-candle totals.
+type EntryMeta struct {
+	TotalLongVolume   float64 `json:"total_long_volume"`
+	TotalShortVolume  float64 `json:"total_short_volume"`
+	PositionsCreated  int     `json:"positions_created"`
+	PositionsConsumed int     `json:"positions_consumed"`
+}
+
+// Candle is the OHLCV an entry follows, for drawing candles over the heatmap.
+type Candle struct {
+	Open   float64 `json:"open"`
+	High   float64 `json:"high"`
+	Low    float64 `json:"low"`
+	Close  float64 `json:"close"`
+	Volume float64 `json:"volume"`
+}
+
+// Entry is the heatmap after one candle.
+type Entry struct {
+	Timestamp string    `json:"timestamp"`
+	Symbol    string    `json:"symbol"`
+	Levels    []Level   `json:"levels"`
+	Meta      EntryMeta `json:"meta"`
+	Candle    Candle    `json:"candle"`
+}
+
+// PriceRange spans every level and candle of the response.
+type PriceRange struct {
+	Min float64 `json:"min"`
+	Max float64 `json:"max"`
+}
+
+// Meta describes the whole response.
+type Meta struct {
+	Symbol           string     `json:"symbol"`
+	StartTime        string     `json:"start_time"`
+	EndTime          string     `json:"end_time"`
+	Interval         string     `json:"interval"`
+	TotalSnapshots   int        `json:"total_snapshots"`
+	PriceRange       PriceRange `json:"price_range"`
+	TotalLongVolume  float64    `json:"total_long_volume"`
+	TotalShortVolume float64    `json:"total_short_volume"`
+	TotalConsumed    int        `json:"total_consumed"`
+	PriceBinSize     float64    `json:"price_bin_size"`
+	LeverageWeights  string     `json:"leverage_weights"`
+	Model            string     `json:"model"`
+}
+
+// Response is the endpoint's body.
+type Response struct {
+	Data []Entry `json:"data"`
+	Meta Meta    `json:"meta"`
+}
+
+type cached struct {
+	body    []byte
+	version uint64
+	q       Query
+	used    time.Time
+}
+
+// Handler serves GET /liquidations/heatmap-timeseries.
+type Handler struct {
+	store    Store
+	defaults Defaults
+	now      func() time.Time
+	log      *slog.Logger
+	maxCache int
+
+	group singleflight.Group
+	mu    sync.Mutex
+	cache map[string]*cached
+}
+
+// New returns the handler; now is the clock.
+func New(st Store, d Defaults, now func() time.Time, log *slog.Logger) *Handler {
+	return &Handler{store: st, defaults: d, now: now, log: log, maxCache: 64, cache: map[string]*cached{}}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query(), h.defaults, h.now())
+	if err != nil {
+		var pe *ParamError
+		if errors.As(err, &pe) {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	body, hit, err := h.Get(r.Context(), q)
+	if err != nil {
+		h.log.Error("heatmap timeseries failed", "symbol", q.Symbol, "err", err)
+		writeError(w, http.StatusInternalServerError, "computing the heatmap time series failed: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if hit {
+		w.Header().Set("X-Cache", "hit")
+	} else {
+		w.Header().Set("X-Cache", "miss")
+	}
+	w.Write(body)
+}
+
+// Get returns the encoded response of q and whether it came from the cache.
+// A cached body stays valid until a write touches its window.
+func (h *Handler) Get(ctx context.Context, q Query) ([]byte, bool, error) {
+	key := q.Key()
+	h.mu.Lock()
+	c, ok := h.cache[key]
+	h.mu.Unlock()
+	if ok {
+		span, _, complete := h.store.ChangedSince(q.Symbol, c.version)
+		if complete && !span.Overlaps(q.Start, q.End) {
+			h.mu.Lock()
+			c.used = h.now()
+			h.mu.Unlock()
+			return c.body, true, nil
+		}
+	}
+	v, err, _ := h.group.Do(key, func() (any, error) {
+		// Read the version before the data: a write landing in between makes
+		// the entry look stale, never fresh.
+		version := h.store.Version(q.Symbol)
+		body, err := h.compute(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		h.put(key, &cached{body: body, version: version, q: q, used: h.now()})
+		return body, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return v.([]byte), false, nil
+}
+
+func (h *Handler) put(key string, c *cached) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cache) >= h.maxCache {
+		var oldest string
+		for k, e := range h.cache {
+			if oldest == "" || e.used.Before(h.cache[oldest].used) {
+				oldest = k
+			}
+		}
+		delete(h.cache, oldest)
+	}
+	h.cache[key] = c
+}
+
+func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {
+	candles, err := h.store.Candles(ctx, q.Symbol, q.Interval, q.Start, q.End)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := heatmap.Replay(q.Params, candles)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
+	}
+	resp := Response{Data: make([]Entry, len(snaps)), Meta: Meta{
+		Symbol: q.Symbol, StartTime: protocol.FormatTime(q.Start), EndTime: protocol.FormatTime(q.End),
+		Interval: q.Interval, TotalSnapshots: len(snaps), PriceBinSize: q.Params.BinSize,
+		LeverageWeights: q.Weights, Model: "classic",
+	}}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, s := range snaps {
+		levels := make([]Level, len(s.Levels))
+		for j, l := range s.Levels {
+			levels[j] = Level{Price: l.Price, LongDensity: l.LongDensity, ShortDensity: l.ShortDensity}
+		}
+		if n := len(levels); n > 0 {
+			lo, hi = math.Min(lo, levels[0].Price), math.Max(hi, levels[n-1].Price+q.Params.BinSize)
+		}
+		c := s.Candle
+		lo, hi = math.Min(lo, c.Low), math.Max(hi, c.High)
+		resp.Data[i] = Entry{
+			Timestamp: protocol.FormatTime(c.OpenTime), Symbol: q.Symbol, Levels: levels,
+			Meta: EntryMeta{
+				TotalLongVolume: s.TotalLongVolume, TotalShortVolume: s.TotalShortVolume,
+				PositionsCreated: s.PositionsCreated, PositionsConsumed: s.PositionsConsumed,
+			},
+			Candle: Candle{Open: c.Open, High: c.High, Low: c.Low, Close: c.Close, Volume: c.Volume},
+		}
+		resp.Meta.TotalConsumed += s.PositionsConsumed
+	}
+	if n := len(snaps); n > 0 {
+		resp.Meta.PriceRange = PriceRange{Min: lo, Max: hi}
+		resp.Meta.TotalLongVolume = snaps[n-1].TotalLongVolume
+		resp.Meta.TotalShortVolume = snaps[n-1].TotalShortVolume
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s time series: %w", q.Symbol, err)
+	}
+	return b, nil
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

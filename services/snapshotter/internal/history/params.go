@@ -1,0 +1,166 @@
+// Package history serves the time-evolving heatmap: one snapshot per candle
+// of a window (GET /liquidations/heatmap-timeseries), cached until a write
+// touches the window.
+package history
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// Windows are the accepted time_window presets.
+var Windows = map[string]time.Duration{
+	"48h": 48 * time.Hour, "3d": 3 * 24 * time.Hour, "7d": 7 * 24 * time.Hour, "14d": 14 * 24 * time.Hour,
+	"30d": 30 * 24 * time.Hour, "60d": 60 * 24 * time.Hour, "90d": 90 * 24 * time.Hour,
+	"180d": 180 * 24 * time.Hour, "1y": 365 * 24 * time.Hour,
+}
+
+var windowNames = []string{"48h", "3d", "7d", "14d", "30d", "60d", "90d", "180d", "1y"}
+
+// Intervals are the accepted candle intervals, 5m to 1d.
+var Intervals = []string{"5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"}
+
+// Defaults are what a request that leaves a parameter out gets.
+type Defaults struct {
+	Symbols      []string
+	Params       map[string]heatmap.Params // per symbol
+	Weights      string                    // the configured leverage_weights, echoed in meta
+	Window       string
+	Interval     string
+	MaxSnapshots int
+}
+
+// Query is a validated request.
+type Query struct {
+	Symbol   string
+	Interval string
+	Step     time.Duration
+	Start    time.Time // inclusive candle open time
+	End      time.Time // exclusive
+	Params   heatmap.Params
+	Weights  string
+}
+
+// Key identifies a query for the cache.
+func (q Query) Key() string {
+	return fmt.Sprintf("%s|%s|%d|%d|%g|%s|%g", q.Symbol, q.Interval, q.Start.UnixMicro(), q.End.UnixMicro(), q.Params.BinSize, q.Weights, q.Params.MMR)
+}
+
+// ParamError is a bad request parameter; the message names it.
+type ParamError struct{ Param, Msg string }
+
+func (e *ParamError) Error() string { return e.Param + ": " + e.Msg }
+
+// ParseQuery validates the request parameters against d. now decides where
+// a time_window ends: at the last closed candle, because the open one keeps
+// moving and is streamed live instead.
+func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
+	for k := range v {
+		switch k {
+		case "symbol", "time_window", "start_time", "end_time", "interval", "price_bin_size", "leverage_weights":
+		default:
+			return Query{}, &ParamError{k, "unknown parameter; accepted: symbol, time_window, start_time, end_time, interval, price_bin_size, leverage_weights"}
+		}
+	}
+	var q Query
+	q.Symbol = strings.ToUpper(strings.TrimSpace(v.Get("symbol")))
+	if q.Symbol == "" {
+		return Query{}, &ParamError{"symbol", "required, one of " + strings.Join(d.Symbols, ", ")}
+	}
+	if !slices.Contains(d.Symbols, q.Symbol) {
+		return Query{}, &ParamError{"symbol", fmt.Sprintf("unknown symbol %q; valid symbols: %s", q.Symbol, strings.Join(d.Symbols, ", "))}
+	}
+	q.Interval = d.Interval
+	if s := v.Get("interval"); s != "" {
+		q.Interval = s
+	}
+	if !slices.Contains(Intervals, q.Interval) {
+		return Query{}, &ParamError{"interval", fmt.Sprintf("%q is not one of %s", q.Interval, strings.Join(Intervals, ", "))}
+	}
+	q.Step, _ = store.IntervalDuration(q.Interval)
+
+	last := now.UTC().Truncate(q.Step) // open time of the still-open candle
+	tw, st, et := v.Get("time_window"), v.Get("start_time"), v.Get("end_time")
+	switch {
+	case tw != "" && (st != "" || et != ""):
+		return Query{}, &ParamError{"time_window", "give either time_window or start_time/end_time, not both"}
+	case st != "" || et != "":
+		if st == "" || et == "" {
+			p := "start_time"
+			if st != "" {
+				p = "end_time"
+			}
+			return Query{}, &ParamError{p, "required together with the other of start_time/end_time"}
+		}
+		start, err := parseTime(st)
+		if err != nil {
+			return Query{}, &ParamError{"start_time", err.Error()}
+		}
+		end, err := parseTime(et)
+		if err != nil {
+			return Query{}, &ParamError{"end_time", err.Error()}
+		}
+		if !end.After(start) {
+			return Query{}, &ParamError{"end_time", "must be after start_time"}
+		}
+		q.Start = start.Truncate(q.Step)
+		q.End = end
+		if q.End.After(last) {
+			q.End = last
+		}
+	default:
+		if tw == "" {
+			tw = d.Window
+		}
+		w, ok := Windows[tw]
+		if !ok {
+			return Query{}, &ParamError{"time_window", fmt.Sprintf("%q is not one of %s", tw, strings.Join(windowNames, ", "))}
+		}
+		q.End = last
+		q.Start = last.Add(-w)
+	}
+	if n := int(q.End.Sub(q.Start) / q.Step); n > d.MaxSnapshots {
+		return Query{}, &ParamError{"interval", fmt.Sprintf("the window holds %d %s candles, more than the %d snapshots one response may carry; use a longer interval or a shorter window", n, q.Interval, d.MaxSnapshots)}
+	}
+
+	q.Params = d.Params[q.Symbol]
+	q.Weights = d.Weights
+	if s := v.Get("price_bin_size"); s != "" {
+		b, err := strconv.ParseFloat(s, 64)
+		if err != nil || b < heatmap.MinBinSize || b > heatmap.MaxBinSize {
+			return Query{}, &ParamError{"price_bin_size", fmt.Sprintf("want a number of USD between %g and %g, got %q", heatmap.MinBinSize, heatmap.MaxBinSize, s)}
+		}
+		q.Params.BinSize = b
+	}
+	if s := v.Get("leverage_weights"); s != "" {
+		tiers, err := heatmap.ParseWeights(s)
+		if err != nil {
+			return Query{}, &ParamError{"leverage_weights", err.Error()}
+		}
+		q.Params.Tiers = tiers
+		q.Weights = s
+	}
+	if err := q.Params.Validate(); err != nil {
+		return Query{}, &ParamError{"parameters", err.Error()}
+	}
+	return q, nil
+}
+
+// parseTime accepts RFC 3339 or Unix milliseconds, as Binance-style clients send.
+func parseTime(s string) (time.Time, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want RFC 3339 (2025-12-29T10:00:00Z) or Unix milliseconds, got %q", s)
+	}
+	return t.UTC(), nil
+}
