@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test lint fmt vet tidy clean
+.PHONY: all build run test bench lint fmt vet tidy clean
 
 all: build
 
@@ -19,6 +19,9 @@ run: build ## snapshotter + one gateway on the embedded default at http://localh
 
 test: ## every test of every module
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+
+bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md with this command
+	cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 lint: ## gofmt check and go vet over every module
 	@bad=$$(gofmt -l $(MODULES)); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi

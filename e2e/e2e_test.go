@@ -51,7 +51,9 @@ func TestSubscribeOverRealStack(t *testing.T) {
 	waitReady(t, s.GatewayURL())
 
 	c := dial(t, s.WSURL())
-	if err := c.Send(map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}}); err != nil {
+	// update_interval 1 matches the test snapshotter's 1 s cadence; the
+	// default 5 s would hold frames back on purpose.
+	if err := c.Send(map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := c.NextJSON(10 * time.Second)
@@ -169,6 +171,8 @@ func TestPageAndHTTPSurface(t *testing.T) {
 		{"/api/v1/snapshot/NOPE", "valid symbols: BTCUSDT, ETHUSDT", 404},
 		{"/api/v1/symbols", `["BTCUSDT","ETHUSDT"]`, 200},
 		{"/healthz", "ok", 200},
+		{"/ws/stats", `"subscriptions_by_symbol":{}`, 200},
+		{"/metrics", "ws_active_connections 0", 200},
 		// Two days of demo data: 48 hourly snapshots of closed candles.
 		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&time_window=48h&interval=1h", `"total_snapshots":48`, 200},
 		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&interval=7m", `interval:`, 400},

@@ -311,3 +311,22 @@ func mustMarshal(v any) []byte {
 	}
 	return b
 }
+
+// PeekTimestamp reads a frame's production timestamp from its envelope
+// without decoding the payload, so relays can measure delivery latency.
+// It relies on SnapshotFrame's layout: the timestamp precedes "data".
+func PeekTimestamp(frame []byte) (time.Time, bool) {
+	const key = `"timestamp":"`
+	head := frame[:min(len(frame), 160)]
+	i := bytes.Index(head, []byte(key))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := head[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return t, err == nil
+}

@@ -136,3 +136,17 @@ func TestSnapshotFrameMatchesStructEncoding(t *testing.T) {
 		t.Fatalf("frame does not round-trip: %v %+v", err, back)
 	}
 }
+
+func TestPeekTimestamp(t *testing.T) {
+	ts := time.Date(2025, 12, 29, 10, 0, 0, 123456789, time.UTC)
+	frame := SnapshotFrame("BTCUSDT", 3, ts, []byte(`{"levels":[]}`))
+	got, ok := PeekTimestamp(frame)
+	if !ok || !got.Equal(ts) {
+		t.Fatalf("got %v %v, want %v", got, ok, ts)
+	}
+	for _, bad := range []string{``, `{"type":"pong"}`, `{"timestamp":"yesterday"}`, `{"timestamp":"2025-12-29T10:00:00Z`} {
+		if _, ok := PeekTimestamp([]byte(bad)); ok {
+			t.Errorf("%q: peeked a timestamp", bad)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -25,6 +26,11 @@ type Client struct {
 	frames chan Frame
 	closed chan struct{}
 	err    error
+
+	// stop unblocks a reader parked on a full buffer when the owner closes;
+	// without it a stalled reader could never finish its read loop.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 type handler struct {
@@ -37,7 +43,7 @@ func (h *handler) OnMessage(_ *gws.Conn, m *gws.Message) {
 	f := Frame{Bytes: append([]byte(nil), m.Bytes()...), Read: time.Now()}
 	select {
 	case h.c.frames <- f:
-	case <-h.c.closed:
+	case <-h.c.stop:
 	}
 }
 
@@ -65,7 +71,7 @@ func Dial(url string, opt Options) (*Client, *http.Response, error) {
 	if opt.Buffer <= 0 {
 		opt.Buffer = 1024
 	}
-	c := &Client{frames: make(chan Frame, opt.Buffer), closed: make(chan struct{})}
+	c := &Client{frames: make(chan Frame, opt.Buffer), closed: make(chan struct{}), stop: make(chan struct{})}
 	conn, resp, err := gws.NewClient(&handler{c: c}, &gws.ClientOption{Addr: url, RequestHeader: opt.Header})
 	if err != nil {
 		return nil, resp, fmt.Errorf("dial %s: %w", url, err)
@@ -126,7 +132,10 @@ func (c *Client) Done() <-chan struct{} { return c.closed }
 func (c *Client) Err() error { return c.err }
 
 // Close sends a normal close frame and closes the socket.
-func (c *Client) Close() error { return c.conn.WriteClose(1000, nil) }
+func (c *Client) Close() error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	return c.conn.WriteClose(1000, nil)
+}
 
 // NextOfType skips frames until one whose "type" is typ arrives within timeout.
 func (c *Client) NextOfType(typ string, timeout time.Duration) (map[string]any, error) {

@@ -33,7 +33,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, cfg, log); err != nil {
+	gw, err := app.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(2)
+	}
+	if err := gw.Run(ctx); err != nil {
 		log.Error("gateway stopped", "err", err)
 		os.Exit(1)
 	}

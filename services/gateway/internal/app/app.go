@@ -1,5 +1,5 @@
 // Package app assembles the gateway: snapshot source, hub, WebSocket
-// endpoint, page and HTTP API, with one lifecycle.
+// endpoint, page and HTTP API, with one lifecycle including the drain.
 package app
 
 import (
@@ -11,96 +11,163 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/serve"
 	"github.com/liqstream/liqstream/services/gateway/internal/conf"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
+	"github.com/liqstream/liqstream/services/gateway/internal/metrics"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 	"github.com/liqstream/liqstream/services/gateway/web"
 )
 
-// Run serves until ctx ends. The HTTP side is up at once; the symbol list and
-// frames arrive as soon as the snapshotter answers.
-func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) error {
+// Gateway is the assembled service.
+type Gateway struct {
+	cfg      conf.Config
+	log      *slog.Logger
+	hub      *hub.Hub
+	ws       *ws.Server
+	metrics  *metrics.Metrics
+	src      *bus.HTTPSource
+	draining atomic.Bool
+}
+
+// New builds the gateway from cfg.
+func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 	src, err := bus.NewHTTPSource(cfg.SnapshotterURL, log)
 	if err != nil {
-		return fmt.Errorf("snapshotter_url: %w", err)
+		return nil, fmt.Errorf("snapshotter_url: %w", err)
 	}
+	m := metrics.New()
 	h := hub.New(nil)
-	wss := ws.New(ws.Config{IdleTimeout: cfg.WS.IdleTimeout, MaxFrameBytes: cfg.WS.MaxFrameBytes, MaxSymbols: cfg.WS.MaxSymbols}, h, log)
+	wss, err := ws.New(cfg.WS, h, m, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{cfg: cfg, log: log, hub: h, ws: wss, metrics: m, src: src}, nil
+}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		syms, err := src.WaitSymbols(gctx)
+// Run serves until ctx ends, then drains: /readyz turns false, upgrades are
+// refused, clients are closed with 1012, and the process returns once they
+// are gone or drain_timeout passes.
+func (g *Gateway) Run(ctx context.Context) error {
+	eg, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	eg.Go(func() error {
+		<-gctx.Done()
+		g.draining.Store(true)
+		dctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
+		defer cancel()
+		n := g.ws.Active()
+		if err := g.ws.Drain(dctx); err != nil {
+			g.log.Warn("drain incomplete", "err", err)
+		} else {
+			g.log.Info("drained", "connections", n)
+		}
+		stopRun()
+		return nil
+	})
+	eg.Go(func() error {
+		syms, err := g.src.WaitSymbols(runCtx)
 		if err != nil {
-			if gctx.Err() != nil {
+			if runCtx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		h.SetSymbols(syms)
-		log.Info("serving symbols", "symbols", syms)
-		return src.Run(gctx, syms, func(f bus.Frame) { h.Publish(f.Symbol, f.Bytes) })
+		g.hub.SetSymbols(syms)
+		g.metrics.SetSymbols(syms)
+		g.log.Info("serving symbols", "symbols", syms)
+		return g.src.Run(runCtx, syms, g.publish)
 	})
-	g.Go(func() error { return serve.HTTP(gctx, cfg.Listen, Routes(cfg, h, wss), 5*time.Second, log) })
-	return g.Wait()
+	eg.Go(func() error { return g.ws.Run(runCtx) })
+	eg.Go(func() error { return serve.HTTP(runCtx, g.cfg.Listen, g.Routes(), 5*time.Second, g.log) })
+	return eg.Wait()
+}
+
+// publish hands one frame from the bus to the hub and records how long the
+// fan-out enqueue took.
+func (g *Gateway) publish(f bus.Frame) {
+	start := time.Now()
+	g.hub.Publish(f.Symbol, f.Bytes)
+	sym := g.metrics.Symbol(f.Symbol)
+	g.metrics.BroadcastDuration.WithLabelValues(sym).Observe(time.Since(start).Seconds())
+	g.metrics.FrameBytes.Observe(float64(len(f.Bytes)))
+	g.metrics.FramesReceived.WithLabelValues(sym).Inc()
 }
 
 // Routes is the gateway's HTTP surface.
-func Routes(cfg conf.Config, h *hub.Hub, wss *ws.Server) http.Handler {
+func (g *Gateway) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /", http.FileServerFS(web.FS))
-	if cfg.WS.Enabled {
-		mux.Handle("GET /ws/heatmap", wss)
+	if g.cfg.WSEnabled {
+		mux.Handle("GET /ws/heatmap", g.ws)
 	} else {
 		mux.HandleFunc("GET /ws/heatmap", func(w http.ResponseWriter, _ *http.Request) {
-			writeError(w, http.StatusServiceUnavailable, "WebSocket streaming is disabled on this server (ws.enabled=false): poll /api/v1/snapshot/{symbol}")
+			writeError(w, http.StatusServiceUnavailable, "WebSocket streaming is disabled on this server (ws_enabled=false): poll /api/v1/snapshot/{symbol}")
 		})
 	}
-	mux.HandleFunc("GET /api/v1/snapshot/{symbol}", func(w http.ResponseWriter, r *http.Request) {
-		sym := strings.ToUpper(r.PathValue("symbol"))
-		f, ok := h.Latest(sym)
-		if !ok {
-			syms := h.Symbols()
-			for _, s := range syms {
-				if s == sym {
-					writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no snapshot of %s yet", sym))
-					return
-				}
-			}
-			writeError(w, http.StatusNotFound, fmt.Sprintf("unknown symbol %q; valid symbols: %s", sym, strings.Join(syms, ", ")))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(f)
+	mux.HandleFunc("GET /ws/stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, g.ws.Stats())
 	})
-	mux.Handle("GET /liquidations/heatmap-timeseries", historyProxy(cfg.SnapshotterURL))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/snapshot/{symbol}", g.snapshot)
+	mux.Handle("GET /liquidations/heatmap-timeseries", historyProxy(g.cfg.SnapshotterURL))
 	mux.HandleFunc("GET /api/v1/symbols", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"symbols": h.Symbols()})
+		writeJSON(w, http.StatusOK, map[string][]string{"symbols": g.hub.Symbols()})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		syms := h.Symbols()
-		var missing []string
+	mux.HandleFunc("GET /readyz", g.ready)
+	return mux
+}
+
+// snapshot is the polling fallback: the latest frame, exactly as streamed.
+func (g *Gateway) snapshot(w http.ResponseWriter, r *http.Request) {
+	sym := strings.ToUpper(r.PathValue("symbol"))
+	f, ok := g.hub.Latest(sym)
+	if !ok {
+		syms := g.hub.Symbols()
 		for _, s := range syms {
-			if _, ok := h.Latest(s); !ok {
-				missing = append(missing, s)
+			if s == sym {
+				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no snapshot of %s yet", sym))
+				return
 			}
 		}
-		if len(syms) == 0 || len(missing) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "symbols": syms, "waiting_for": missing})
-			return
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown symbol %q; valid symbols: %s", sym, strings.Join(syms, ", ")))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(f)
+}
+
+// ready is true while the gateway can serve: not draining and holding a
+// snapshot of every symbol.
+func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
+	if g.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
+	syms := g.hub.Symbols()
+	missing := []string{}
+	for _, s := range syms {
+		if _, ok := g.hub.Latest(s); !ok {
+			missing = append(missing, s)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "symbols": syms})
-	})
-	return mux
+	}
+	if len(syms) == 0 || len(missing) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "symbols": syms, "waiting_for": missing})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "symbols": syms})
 }
 
 // historyProxy forwards the time-series endpoint to the snapshotter, which

@@ -10,7 +10,6 @@ import (
 
 	"github.com/liqstream/liqstream/services/gateway/internal/conf"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
-	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 )
 
 func server(t *testing.T, wsEnabled bool) (*hub.Hub, *httptest.Server) {
@@ -22,13 +21,15 @@ func serverWith(t *testing.T, wsEnabled bool, snapshotterURL string) (*hub.Hub, 
 	t.Helper()
 	cfg := conf.Default()
 	cfg.SnapshotterURL = snapshotterURL
-	cfg.WS.Enabled = wsEnabled
-	h := hub.New([]string{"BTCUSDT", "ETHUSDT"})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	wss := ws.New(ws.Config{IdleTimeout: cfg.WS.IdleTimeout, MaxFrameBytes: cfg.WS.MaxFrameBytes, MaxSymbols: cfg.WS.MaxSymbols}, h, log)
-	srv := httptest.NewServer(Routes(cfg, h, wss))
+	cfg.WSEnabled = wsEnabled
+	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.hub.SetSymbols([]string{"BTCUSDT", "ETHUSDT"})
+	srv := httptest.NewServer(g.Routes())
 	t.Cleanup(srv.Close)
-	return h, srv
+	return g.hub, srv
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -76,7 +77,7 @@ func TestRoutes(t *testing.T) {
 func TestWebSocketDisabledAnswers503(t *testing.T) {
 	_, srv := server(t, false)
 	code, body := get(t, srv.URL+"/ws/heatmap")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "ws.enabled=false") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "ws_enabled=false") {
 		t.Fatalf("got %d %q, want 503 naming ws.enabled", code, body)
 	}
 }

@@ -6,22 +6,18 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 )
 
 // Config is every setting of the gateway.
 type Config struct {
-	Listen         string `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
-	SnapshotterURL string `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
-	LogLevel       string `mapstructure:"log_level" desc:"debug, info, warn or error"`
-	WS             WS     `mapstructure:"ws"`
-}
-
-// WS is the WebSocket endpoint.
-type WS struct {
-	Enabled       bool          `mapstructure:"enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
-	IdleTimeout   time.Duration `mapstructure:"idle_timeout" desc:"close a peer silent for this long"`
-	MaxFrameBytes int           `mapstructure:"max_frame_bytes" desc:"largest client frame accepted"`
-	MaxSymbols    int           `mapstructure:"max_symbols" desc:"symbols one connection may subscribe to"`
+	Listen         string        `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
+	SnapshotterURL string        `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
+	LogLevel       string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	WSEnabled      bool          `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
+	DrainTimeout   time.Duration `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
+	WS             ws.Config     `mapstructure:"ws"`
 }
 
 // Default listens on every interface, as a container must; the snapshotter is
@@ -31,7 +27,9 @@ func Default() Config {
 		Listen:         ":8080",
 		SnapshotterURL: "http://127.0.0.1:8081",
 		LogLevel:       "info",
-		WS:             WS{Enabled: true, IdleTimeout: 60 * time.Second, MaxFrameBytes: 4096, MaxSymbols: 10},
+		WSEnabled:      true,
+		DrainTimeout:   10 * time.Second,
+		WS:             ws.DefaultConfig(),
 	}
 }
 
@@ -44,14 +42,8 @@ func (c *Config) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("snapshotter_url: want http://host:port, got %q", c.SnapshotterURL)
 	}
-	if c.WS.IdleTimeout < 5*time.Second || c.WS.IdleTimeout > 10*time.Minute {
-		return fmt.Errorf("ws.idle_timeout: must be between 5s and 10m, got %s", c.WS.IdleTimeout)
+	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
+		return fmt.Errorf("drain_timeout: must be between 1s and 10m, got %s", c.DrainTimeout)
 	}
-	if c.WS.MaxFrameBytes < 256 || c.WS.MaxFrameBytes > 1<<20 {
-		return fmt.Errorf("ws.max_frame_bytes: must be between 256 and 1048576, got %d", c.WS.MaxFrameBytes)
-	}
-	if c.WS.MaxSymbols < 1 || c.WS.MaxSymbols > 100 {
-		return fmt.Errorf("ws.max_symbols: must be between 1 and 100, got %d", c.WS.MaxSymbols)
-	}
-	return nil
+	return c.WS.Validate()
 }

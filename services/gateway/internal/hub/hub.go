@@ -11,9 +11,10 @@ import (
 )
 
 // Subscriber is one connection's delivery end. Send must not block: the hub
-// calls it while fanning out to everyone else.
+// calls it while fanning out to everyone else. The frame is valid during the
+// call; a subscriber that keeps it must Retain it.
 type Subscriber interface {
-	Send(symbol string, frame []byte)
+	Send(f *Frame)
 }
 
 // UnknownSymbolsError names the symbols a subscribe asked for that are not served.
@@ -30,14 +31,14 @@ func (e *UnknownSymbolsError) Error() string {
 type Hub struct {
 	mu      sync.RWMutex
 	symbols []string // sorted
-	latest  map[string][]byte
+	latest  map[string]*Frame
 	subs    map[string]map[Subscriber]struct{}
 	of      map[Subscriber]map[string]struct{}
 }
 
 // New returns a hub serving symbols.
 func New(symbols []string) *Hub {
-	h := &Hub{latest: map[string][]byte{}, subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
+	h := &Hub{latest: map[string]*Frame{}, subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
 	h.SetSymbols(symbols)
 	return h
 }
@@ -58,18 +59,27 @@ func (h *Hub) Symbols() []string {
 	return append([]string{}, h.symbols...)
 }
 
-// Publish records frame as symbol's newest and sends it to every subscriber.
-func (h *Hub) Publish(symbol string, frame []byte) {
+// Publish records payload as symbol's newest frame and hands it to every
+// subscriber; it returns how many subscribers it reached.
+func (h *Hub) Publish(symbol string, payload []byte) int {
+	f := NewFrame(symbol, payload)
+	f.Retain() // the hub's reference as the latest frame
 	h.mu.Lock()
-	h.latest[symbol] = frame
+	old := h.latest[symbol]
+	h.latest[symbol] = f
 	subs := make([]Subscriber, 0, len(h.subs[symbol]))
 	for s := range h.subs[symbol] {
 		subs = append(subs, s)
 	}
 	h.mu.Unlock()
-	for _, s := range subs {
-		s.Send(symbol, frame)
+	if old != nil {
+		old.Release()
 	}
+	for _, s := range subs {
+		s.Send(f)
+	}
+	f.Release()
+	return len(subs)
 }
 
 // Latest returns the newest frame of symbol.
@@ -77,13 +87,17 @@ func (h *Hub) Latest(symbol string) ([]byte, bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	f, ok := h.latest[symbol]
-	return f, ok
+	if !ok {
+		return nil, false
+	}
+	return f.Bytes, true
 }
 
-// Subscribe adds s to every symbol in symbols and sends it each one's newest
-// frame at once. It is all or nothing: one unknown symbol, or going over
-// maxPerConn symbols in all, refuses the whole request.
-func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) error {
+// Subscribe adds s to every symbol in symbols and returns each one's newest
+// frame, retained for the caller, who sends them at once and releases them.
+// It is all or nothing: one unknown symbol, or going over maxPerConn symbols
+// in all, refuses the whole request.
+func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) ([]*Frame, error) {
 	h.mu.Lock()
 	var unknown []string
 	for _, sym := range symbols {
@@ -94,7 +108,7 @@ func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) error {
 	if len(unknown) > 0 {
 		err := &UnknownSymbolsError{Unknown: unknown, Valid: slices.Clone(h.symbols)}
 		h.mu.Unlock()
-		return err
+		return nil, err
 	}
 	mine := h.of[s]
 	n := len(mine)
@@ -105,17 +119,13 @@ func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) error {
 	}
 	if n > maxPerConn {
 		h.mu.Unlock()
-		return fmt.Errorf("at most %d symbols per connection; this subscribe would make %d", maxPerConn, n)
+		return nil, fmt.Errorf("at most %d symbols per connection; this subscribe would make %d", maxPerConn, n)
 	}
 	if mine == nil {
 		mine = map[string]struct{}{}
 		h.of[s] = mine
 	}
-	type pending struct {
-		sym   string
-		frame []byte
-	}
-	var send []pending
+	var latest []*Frame
 	for _, sym := range symbols {
 		mine[sym] = struct{}{}
 		if h.subs[sym] == nil {
@@ -123,14 +133,12 @@ func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) error {
 		}
 		h.subs[sym][s] = struct{}{}
 		if f, ok := h.latest[sym]; ok {
-			send = append(send, pending{sym, f})
+			f.Retain() // a Publish may replace it as latest before the caller sends it
+			latest = append(latest, f)
 		}
 	}
 	h.mu.Unlock()
-	for _, p := range send {
-		s.Send(p.sym, p.frame)
-	}
-	return nil
+	return latest, nil
 }
 
 // Unsubscribe removes s from symbols; symbols it did not hold are ignored.

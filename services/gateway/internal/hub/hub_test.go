@@ -13,10 +13,10 @@ type rec struct {
 	got []string
 }
 
-func (r *rec) Send(sym string, frame []byte) {
+func (r *rec) Send(f *Frame) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, sym+":"+string(frame))
+	r.got = append(r.got, f.Symbol+":"+string(f.Bytes))
 }
 
 func (r *rec) take() []string {
@@ -27,17 +27,27 @@ func (r *rec) take() []string {
 	return g
 }
 
+// subscribe mimics a connection: it sends the returned latest frames itself.
+func subscribe(h *Hub, r *rec, syms []string, max int) error {
+	latest, err := h.Subscribe(r, syms, max)
+	for _, f := range latest {
+		r.Send(f)
+		f.Release()
+	}
+	return err
+}
+
 func TestSubscribeSendsLatestThenUpdates(t *testing.T) {
 	h := New([]string{"ETHUSDT", "BTCUSDT"})
 	h.Publish("BTCUSDT", []byte("b1"))
 	a, b := &rec{}, &rec{}
-	if err := h.Subscribe(a, []string{"BTCUSDT", "ETHUSDT"}, 10); err != nil {
+	if err := subscribe(h, a, []string{"BTCUSDT", "ETHUSDT"}, 10); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.take(); !reflect.DeepEqual(got, []string{"BTCUSDT:b1"}) {
 		t.Fatalf("on subscribe got %v, want the latest BTC frame only (ETH has none)", got)
 	}
-	if err := h.Subscribe(b, []string{"ETHUSDT"}, 10); err != nil {
+	if err := subscribe(h, b, []string{"ETHUSDT"}, 10); err != nil {
 		t.Fatal(err)
 	}
 	h.Publish("ETHUSDT", []byte("e1"))
@@ -72,7 +82,7 @@ func TestSubscribeSendsLatestThenUpdates(t *testing.T) {
 func TestSubscribeRefusals(t *testing.T) {
 	h := New([]string{"BTCUSDT", "ETHUSDT", "SOLUSDT"})
 	a := &rec{}
-	err := h.Subscribe(a, []string{"BTCUSDT", "DOGEUSDT"}, 10)
+	err := subscribe(h, a, []string{"BTCUSDT", "DOGEUSDT"}, 10)
 	var ue *UnknownSymbolsError
 	if !errors.As(err, &ue) || !reflect.DeepEqual(ue.Unknown, []string{"DOGEUSDT"}) || !strings.Contains(err.Error(), "BTCUSDT, ETHUSDT, SOLUSDT") {
 		t.Fatalf("got %v, want an UnknownSymbolsError naming DOGEUSDT and the valid symbols", err)
@@ -80,14 +90,14 @@ func TestSubscribeRefusals(t *testing.T) {
 	if len(h.Subscriptions()) != 0 {
 		t.Fatal("a refused subscribe subscribed the known symbol")
 	}
-	if err := h.Subscribe(a, []string{"BTCUSDT", "ETHUSDT"}, 2); err != nil {
+	if err := subscribe(h, a, []string{"BTCUSDT", "ETHUSDT"}, 2); err != nil {
 		t.Fatal(err)
 	}
 	// Re-subscribing held symbols does not count twice.
-	if err := h.Subscribe(a, []string{"BTCUSDT"}, 2); err != nil {
+	if err := subscribe(h, a, []string{"BTCUSDT"}, 2); err != nil {
 		t.Fatalf("re-subscribe: %v", err)
 	}
-	if err := h.Subscribe(a, []string{"SOLUSDT"}, 2); err == nil || !strings.Contains(err.Error(), "at most 2") {
+	if err := subscribe(h, a, []string{"SOLUSDT"}, 2); err == nil || !strings.Contains(err.Error(), "at most 2") {
 		t.Fatalf("third symbol with limit 2: got %v", err)
 	}
 }
@@ -96,5 +106,26 @@ func TestSetSymbolsSortsAndDedups(t *testing.T) {
 	h := New([]string{"ETHUSDT", "BTCUSDT", "ETHUSDT"})
 	if got := h.Symbols(); !reflect.DeepEqual(got, []string{"BTCUSDT", "ETHUSDT"}) {
 		t.Fatalf("symbols %v", got)
+	}
+}
+
+func TestFramesAreReleasedWhenReplaced(t *testing.T) {
+	h := New([]string{"BTCUSDT"})
+	h.Publish("BTCUSDT", []byte("one"))
+	first := h.latest["BTCUSDT"]
+	if n := first.refs.Load(); n != 1 {
+		t.Fatalf("latest frame holds %d references, want 1 (the hub's)", n)
+	}
+	latest, err := h.Subscribe(&rec{}, []string{"BTCUSDT"}, 10)
+	if err != nil || len(latest) != 1 || latest[0] != first || first.refs.Load() != 2 {
+		t.Fatalf("subscribe returned %v %v, refs %d", latest, err, first.refs.Load())
+	}
+	h.Publish("BTCUSDT", []byte("two"))
+	if n := first.refs.Load(); n != 1 {
+		t.Fatalf("replaced frame still referenced %d times while a caller holds it, want 1", n)
+	}
+	latest[0].Release()
+	if n := first.refs.Load(); n != 0 {
+		t.Fatalf("replaced frame refs %d after the caller released it, want 0", n)
 	}
 }

@@ -1,5 +1,29 @@
 package ws
 
-import "errors"
+import (
+	"net/netip"
 
-func asClose(err error, target any) bool { return errors.As(err, target) }
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func counter(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// queued is the longest per-connection queue right now.
+func queued(s *Server) int {
+	n := 0
+	for _, ss := range s.snapshot() {
+		ss.mu.Lock()
+		n = max(n, len(ss.queue))
+		ss.mu.Unlock()
+	}
+	return n
+}

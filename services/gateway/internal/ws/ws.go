@@ -1,12 +1,20 @@
-// Package ws is the gateway's WebSocket endpoint /ws/heatmap: it upgrades
-// connections with gws, decodes client actions and wires each connection to
-// the hub.
+// Package ws is the gateway's WebSocket endpoint /ws/heatmap: admission
+// (origin, connection caps, drain), the client protocol, and bounded
+// per-connection delivery of hub frames.
 package ws
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,16 +22,96 @@ import (
 
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
+	"github.com/liqstream/liqstream/services/gateway/internal/metrics"
 )
 
-// Config bounds what one connection may do.
+// Close codes the gateway sends.
+const (
+	CloseServiceRestart = 1012 // draining: reconnect elsewhere
+	CloseTooBig         = 1009
+	ClosePolicy         = 1008 // abuse: rate limit
+	CloseSlowConsumer   = 4008 // private range: the client could not keep up
+)
+
+// Config bounds what one connection, one address and the process may do.
+// Its keys sit under "ws." in the gateway's config.
 type Config struct {
-	// IdleTimeout closes a peer that sent nothing (not even a ping) for this long.
-	IdleTimeout time.Duration
-	// MaxFrameBytes is the largest client frame read; bigger ones close the connection.
-	MaxFrameBytes int
-	// MaxSymbols is how many symbols one connection may hold.
-	MaxSymbols int
+	IdleTimeout   time.Duration `mapstructure:"idle_timeout" desc:"close a peer that sent nothing (not even a pong) this long"`
+	PingInterval  time.Duration `mapstructure:"ping_interval" desc:"server ping cadence"`
+	WriteTimeout  time.Duration `mapstructure:"write_timeout" desc:"a snapshot write slower than this is a missed deadline"`
+	SlowMaxMisses int           `mapstructure:"slow_max_misses" desc:"missed write deadlines in a row before a slow client is closed"`
+	WarnInterval  time.Duration `mapstructure:"warn_interval" desc:"at most one SLOW_CONSUMER warning per client per interval"`
+	QueueSize     int           `mapstructure:"queue_size" desc:"snapshot frames waiting per connection besides the one being written"`
+
+	MaxFrameBytes     int     `mapstructure:"max_frame_bytes" desc:"largest client frame; bigger ones close the connection with 1009"`
+	MaxSymbols        int     `mapstructure:"max_symbols" desc:"symbols one connection may subscribe to"`
+	ActionsPerSecond  float64 `mapstructure:"actions_per_second" desc:"client messages per second per connection"`
+	ActionBurst       int     `mapstructure:"action_burst" desc:"burst of client messages allowed above the rate"`
+	MaxRateViolations int     `mapstructure:"max_rate_violations" desc:"rate-limited messages in a row before the connection is closed"`
+
+	MaxConns       int      `mapstructure:"max_connections" desc:"WebSocket connections per process; more are refused with 503"`
+	MaxConnsPerIP  int      `mapstructure:"max_connections_per_ip" desc:"connections per client address; more are refused with 503"`
+	AllowedOrigins []string `mapstructure:"allowed_origins" desc:"allowed Origin headers (* for any); empty allows the gateway's own host only"`
+	TrustedProxies []string `mapstructure:"trusted_proxies" desc:"CIDRs of proxies whose X-Real-IP / X-Forwarded-For names the client"`
+
+	Compression          bool `mapstructure:"compression" desc:"negotiate permessage-deflate when the client offers it"`
+	CompressionThreshold int  `mapstructure:"compression_threshold" desc:"frames smaller than this many bytes are sent uncompressed"`
+}
+
+// Validate checks every key and names the bad one.
+func (c Config) Validate() error {
+	checks := []struct {
+		ok  bool
+		key string
+		msg string
+	}{
+		{c.IdleTimeout >= 5*time.Second && c.IdleTimeout <= 10*time.Minute, "ws.idle_timeout", "between 5s and 10m"},
+		{c.PingInterval >= time.Second && c.PingInterval < c.IdleTimeout, "ws.ping_interval", "at least 1s and below ws.idle_timeout"},
+		{c.WriteTimeout >= 10*time.Millisecond && c.WriteTimeout <= time.Minute, "ws.write_timeout", "between 10ms and 1m"},
+		{c.SlowMaxMisses >= 1 && c.SlowMaxMisses <= 100, "ws.slow_max_misses", "between 1 and 100"},
+		{c.WarnInterval >= 0, "ws.warn_interval", "not negative"},
+		{c.QueueSize >= 1 && c.QueueSize <= 1000, "ws.queue_size", "between 1 and 1000"},
+		{c.MaxFrameBytes >= 256 && c.MaxFrameBytes <= 1<<20, "ws.max_frame_bytes", "between 256 and 1048576"},
+		{c.MaxSymbols >= 1 && c.MaxSymbols <= 100, "ws.max_symbols", "between 1 and 100"},
+		{c.ActionsPerSecond > 0, "ws.actions_per_second", "above 0"},
+		{c.ActionBurst >= 1, "ws.action_burst", "at least 1"},
+		{c.MaxRateViolations >= 1, "ws.max_rate_violations", "at least 1"},
+		{c.MaxConns >= 1, "ws.max_connections", "at least 1"},
+		{c.MaxConnsPerIP >= 1, "ws.max_connections_per_ip", "at least 1"},
+		{c.CompressionThreshold >= 0, "ws.compression_threshold", "not negative"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%s: must be %s", ch.key, ch.msg)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("ws.trusted_proxies: %q is not a CIDR like 10.0.0.0/8", p)
+		}
+	}
+	return nil
+}
+
+// DefaultConfig is safe for a public endpoint.
+func DefaultConfig() Config {
+	return Config{
+		IdleTimeout: 60 * time.Second, PingInterval: 30 * time.Second,
+		WriteTimeout: time.Second, SlowMaxMisses: 3, WarnInterval: 5 * time.Second, QueueSize: 5,
+		MaxFrameBytes: 4096, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
+		MaxConns: 20000, MaxConnsPerIP: 200,
+		Compression: true, CompressionThreshold: 512,
+	}
+}
+
+// Stats is the live state /ws/stats reports.
+type Stats struct {
+	ActiveConnections     int64          `json:"active_connections"`
+	MessagesSent1m        int64          `json:"messages_sent_1m"`
+	SlowConsumers         int64          `json:"slow_consumers"`
+	SubscriptionsBySymbol map[string]int `json:"subscriptions_by_symbol"`
+	SlowConsumersTotal    int64          `json:"slow_consumers_total"`
+	Draining              bool           `json:"draining"`
 }
 
 // Server is an http.Handler for /ws/heatmap.
@@ -31,49 +119,263 @@ type Server struct {
 	cfg      Config
 	hub      *hub.Hub
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 	upgrader *gws.Upgrader
 	now      func() time.Time
-	active   atomic.Int64
+	trusted  []netip.Prefix
+	origins  map[string]bool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	perIP    map[string]int
+	draining bool
+	emptied  chan struct{} // closed when draining and the last session left
+
+	active    atomic.Int64
+	slowTotal atomic.Int64
+	sent1m    metrics.Window
 }
 
 // New returns the endpoint serving h's symbols.
-func New(cfg Config, h *hub.Hub, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, hub: h, log: log, now: time.Now}
+func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now,
+		sessions: map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{}}
+	for _, c := range cfg.TrustedProxies {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want a CIDR like 10.0.0.0/8: %w", c, err)
+		}
+		s.trusted = append(s.trusted, p)
+	}
+	for _, o := range cfg.AllowedOrigins {
+		s.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
 	s.upgrader = gws.NewUpgrader(&handler{s: s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
-		// Frames are handled in order per connection; the hub never blocks.
-		ParallelEnabled:  false,
-		CheckUtf8Enabled: true,
-		HandshakeTimeout: 5 * time.Second,
+		CheckUtf8Enabled:   true,
+		HandshakeTimeout:   5 * time.Second,
+		PermessageDeflate: gws.PermessageDeflate{
+			Enabled: cfg.Compression, Threshold: cfg.CompressionThreshold,
+			// Broadcast frames are compressed once for every connection, which
+			// rules out a per-connection sliding window on the server side.
+			ServerContextTakeover: false, ClientContextTakeover: false,
+		},
 	})
-	return s
+	return s, nil
+}
+
+// Run is the watchdog: it counts write-deadline misses, closes clients that
+// keep missing, and pings quiet peers, until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(min(s.cfg.WriteTimeout/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		now := s.now()
+		for _, ss := range s.snapshot() {
+			ss.check(now)
+		}
+	}
+}
+
+func (s *Server) snapshot() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		out = append(out, ss)
+	}
+	return out
 }
 
 // Active is the number of open connections.
 func (s *Server) Active() int64 { return s.active.Load() }
 
-// ServeHTTP upgrades the request and reads the connection until it closes.
+// Stats reports the live numbers of /ws/stats.
+func (s *Server) Stats() Stats {
+	var slow int64
+	for _, ss := range s.snapshot() {
+		ss.mu.Lock()
+		if ss.missed > 0 {
+			slow++
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	return Stats{
+		ActiveConnections: s.active.Load(), MessagesSent1m: s.sent1m.Sum(s.now()), SlowConsumers: slow,
+		SubscriptionsBySymbol: s.hub.Subscriptions(), SlowConsumersTotal: s.slowTotal.Load(), Draining: draining,
+	}
+}
+
+// Drain refuses new upgrades, closes every client with 1012 so it reconnects
+// elsewhere, and waits until all are gone or ctx ends.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	if s.emptied == nil {
+		s.emptied = make(chan struct{})
+		if len(s.sessions) == 0 {
+			close(s.emptied)
+		}
+	}
+	emptied := s.emptied
+	s.mu.Unlock()
+	for _, ss := range s.snapshot() {
+		ss.mu.Lock()
+		ss.closeLocked(CloseServiceRestart, "drain", "service restart: reconnect")
+		ss.mu.Unlock()
+	}
+	select {
+	case <-emptied:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: %d connections still open: %w", s.active.Load(), ctx.Err())
+	}
+}
+
+// ServeHTTP admits or refuses the upgrade, then reads the connection until it closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	conn, err := s.upgrader.Upgrade(w, r)
-	if err != nil {
-		// gws has already answered the client with the handshake error.
-		s.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
+	ip := s.clientIP(r)
+	if !s.originAllowed(r) {
+		s.refuse(w, http.StatusForbidden, "refused_origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
+	s.mu.Lock()
+	switch {
+	case s.draining:
+		s.mu.Unlock()
+		s.refuse(w, http.StatusServiceUnavailable, "refused_draining", "server is restarting: reconnect to another instance")
+		return
+	case len(s.sessions) >= s.cfg.MaxConns:
+		s.mu.Unlock()
+		s.refuse(w, http.StatusServiceUnavailable, "refused_total_cap", fmt.Sprintf("server is at its limit of %d connections", s.cfg.MaxConns))
+		return
+	case s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+		s.mu.Unlock()
+		s.refuse(w, http.StatusServiceUnavailable, "refused_ip_cap", fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP))
+		return
+	}
+	// Count the address before the upgrade so a burst cannot slip past the cap.
+	s.perIP[ip]++
+	s.mu.Unlock()
+
+	conn, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		s.mu.Lock()
+		s.releaseIPLocked(ip)
+		s.mu.Unlock()
+		s.metrics.Connects.WithLabelValues("upgrade_failed").Inc()
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	ss := newSession(s, conn, ip)
+	conn.Session().Store(sessionKey, ss)
+	s.mu.Lock()
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	s.active.Add(1)
+	s.metrics.ActiveConnections.Inc()
+	s.metrics.Connects.WithLabelValues("accepted").Inc()
+	conn.SetReadDeadline(s.now().Add(s.cfg.IdleTimeout))
 	go conn.ReadLoop()
 }
 
-// session is one connection's state; it is the hub's Subscriber.
-type session struct {
-	conn *gws.Conn
-	// interval is the client's requested update interval in seconds; enforced
-	// per symbol by the delivery path (see docs/API.md).
-	interval atomic.Int64
+func (s *Server) refuse(w http.ResponseWriter, code int, result, msg string) {
+	s.metrics.Connects.WithLabelValues(result).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-// Send queues frame without blocking the hub's fan-out.
-func (ss *session) Send(_ string, frame []byte) {
-	ss.conn.WriteAsync(gws.OpcodeText, frame, nil)
+func (s *Server) releaseIPLocked(ip string) {
+	if s.perIP[ip] <= 1 {
+		delete(s.perIP, ip)
+	} else {
+		s.perIP[ip]--
+	}
+}
+
+// remove forgets a closed session.
+func (s *Server) remove(ss *session, reason string) {
+	s.hub.Remove(ss)
+	s.mu.Lock()
+	_, ok := s.sessions[ss]
+	delete(s.sessions, ss)
+	if ok {
+		s.releaseIPLocked(ss.ip)
+	}
+	if s.draining && len(s.sessions) == 0 && s.emptied != nil {
+		select {
+		case <-s.emptied:
+		default:
+			close(s.emptied)
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		s.active.Add(-1)
+		s.metrics.ActiveConnections.Dec()
+		s.metrics.Disconnects.WithLabelValues(reason).Inc()
+	}
+}
+
+// sent records one snapshot write that completed.
+func (s *Server) sent(f *hub.Frame, now time.Time) {
+	s.sent1m.Add(now, 1)
+	s.metrics.MessagesSent.WithLabelValues(s.metrics.Symbol(f.Symbol)).Inc()
+	if ts, ok := protocol.PeekTimestamp(f.Bytes); ok {
+		s.metrics.DeliveryLatency.Observe(now.Sub(ts).Seconds())
+	}
+}
+
+func (s *Server) slowMiss() {
+	s.slowTotal.Add(1)
+	s.metrics.SlowConsumers.Inc()
+}
+
+// originAllowed applies the allowlist. Requests without Origin come from
+// non-browser clients (load generators, services), which CORS does not cover.
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" || s.origins["*"] {
+		return true
+	}
+	if len(s.origins) == 0 {
+		u, err := url.Parse(o)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return s.origins[strings.ToLower(strings.TrimRight(o, "/"))]
+}
+
+// clientIP is the peer address, or the forwarded one when the peer is a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	for _, p := range s.trusted {
+		if p.Contains(peer.Unmap()) {
+			if xr := strings.TrimSpace(r.Header.Get("X-Real-IP")); xr != "" {
+				return xr
+			}
+			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+				parts := strings.Split(xff, ",")
+				return strings.TrimSpace(parts[len(parts)-1])
+			}
+		}
+	}
+	return peer.Unmap().String()
 }
 
 const sessionKey = "s"
@@ -83,23 +385,35 @@ type handler struct {
 	s *Server
 }
 
-func (h *handler) OnOpen(c *gws.Conn) {
-	ss := &session{conn: c}
-	ss.interval.Store(protocol.DefaultUpdateInterval)
-	c.Session().Store(sessionKey, ss)
-	h.s.active.Add(1)
-	h.touch(c)
+func (h *handler) OnClose(c *gws.Conn, err error) {
+	ss := sessionOf(c)
+	if ss == nil {
+		return
+	}
+	reason := ss.release()
+	if reason == "" {
+		reason = closeReason(err)
+	}
+	h.s.remove(ss, reason)
 }
 
-func (h *handler) OnClose(c *gws.Conn, err error) {
-	h.s.active.Add(-1)
-	if ss := sessionOf(c); ss != nil {
-		h.s.hub.Remove(ss)
-	}
+// closeReason labels a close the gateway did not start.
+func closeReason(err error) string {
 	var ce *gws.CloseError
-	if err != nil && !errors.As(err, &ce) {
-		h.s.log.Debug("connection closed", "remote", c.RemoteAddr().String(), "err", err)
+	switch {
+	case err == nil, errors.As(err, &ce):
+		return "client"
+	case errors.Is(err, gws.ErrConnClosed):
+		return "client"
 	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "idle"
+	}
+	if strings.Contains(err.Error(), "1009") || strings.Contains(strings.ToLower(err.Error()), "too big") {
+		return "oversize"
+	}
+	return "error"
 }
 
 func (h *handler) OnPing(c *gws.Conn, payload []byte) {
@@ -121,40 +435,67 @@ func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	if ss == nil {
 		return
 	}
+	if !ss.allow() {
+		h.s.metrics.ClientErrors.WithLabelValues(protocol.CodeRateLimited).Inc()
+		return
+	}
 	if msg.Opcode != gws.OpcodeText {
-		h.reply(c, protocol.EncodeError(protocol.CodeInvalidMessage, "binary frames are not accepted: send JSON text"))
+		h.reply(ss, protocol.CodeInvalidMessage, "binary frames are not accepted: send JSON text")
 		return
 	}
 	m, err := protocol.DecodeClientMessage(msg.Bytes())
 	if err != nil {
 		var de *protocol.DecodeError
 		if errors.As(err, &de) {
-			h.reply(c, protocol.EncodeError(de.Code, de.Message))
+			h.reply(ss, de.Code, de.Message)
 			return
 		}
-		h.reply(c, protocol.EncodeError(protocol.CodeInvalidMessage, err.Error()))
+		h.reply(ss, protocol.CodeInvalidMessage, err.Error())
 		return
 	}
 	switch m.Action {
 	case protocol.ActionPing:
-		h.reply(c, protocol.EncodePong(h.s.now()))
+		c.WriteAsync(gws.OpcodeText, protocol.EncodePong(h.s.now()), nil)
 	case protocol.ActionSubscribe:
-		ss.interval.Store(int64(m.UpdateInterval))
-		if err := h.s.hub.Subscribe(ss, m.Symbols, h.s.cfg.MaxSymbols); err != nil {
-			code := protocol.CodeInvalidMessage
-			var ue *hub.UnknownSymbolsError
-			if errors.As(err, &ue) {
-				code = protocol.CodeInvalidSymbol
-			}
-			h.reply(c, protocol.EncodeError(code, err.Error()))
-		}
+		h.subscribe(ss, m)
 	case protocol.ActionUnsubscribe:
 		h.s.hub.Unsubscribe(ss, m.Symbols)
+		ss.untrack(m.Symbols)
 	}
 }
 
-func (h *handler) reply(c *gws.Conn, frame []byte) {
-	c.WriteAsync(gws.OpcodeText, frame, nil)
+// subscribe registers the symbols with the session first, so the hub's
+// immediate latest-frame send finds them, and rolls back if the hub refuses.
+func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
+	ss.mu.Lock()
+	var fresh []string
+	for _, sym := range m.Symbols {
+		if ss.symbols[sym] == nil {
+			fresh = append(fresh, sym)
+		}
+	}
+	ss.mu.Unlock()
+	ss.setInterval(time.Duration(m.UpdateInterval) * time.Second)
+	ss.track(fresh)
+	latest, err := h.s.hub.Subscribe(ss, m.Symbols, h.s.cfg.MaxSymbols)
+	for _, f := range latest {
+		ss.sendNow(f) // the first frame ignores the update interval
+		f.Release()
+	}
+	if err != nil {
+		ss.untrack(fresh)
+		code := protocol.CodeInvalidMessage
+		var ue *hub.UnknownSymbolsError
+		if errors.As(err, &ue) {
+			code = protocol.CodeInvalidSymbol
+		}
+		h.reply(ss, code, err.Error())
+	}
+}
+
+func (h *handler) reply(ss *session, code, msg string) {
+	h.s.metrics.ClientErrors.WithLabelValues(code).Inc()
+	ss.conn.WriteAsync(gws.OpcodeText, protocol.EncodeError(code, msg), nil)
 }
 
 func sessionOf(c *gws.Conn) *session {

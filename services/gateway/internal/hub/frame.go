@@ -1,0 +1,48 @@
+package hub
+
+import (
+	"sync/atomic"
+
+	"github.com/lxzan/gws"
+)
+
+// Frame is one published snapshot frame shared by every subscriber. Its gws
+// Broadcaster builds the wire frame (and compresses it) once, however many
+// connections write it.
+//
+// A Broadcaster frees its buffer once closed and its started writes finish,
+// so a Frame is reference counted: whoever keeps it past the call that handed
+// it over (a connection queueing it) must Retain it and Release it later.
+type Frame struct {
+	Symbol string
+	Bytes  []byte
+
+	b    *gws.Broadcaster
+	refs atomic.Int64
+}
+
+// NewFrame wraps payload, holding one reference for the caller.
+func NewFrame(symbol string, payload []byte) *Frame {
+	f := &Frame{Symbol: symbol, Bytes: payload, b: gws.NewBroadcaster(gws.OpcodeText, payload)}
+	f.refs.Store(1)
+	return f
+}
+
+// Retain takes a reference.
+func (f *Frame) Retain() { f.refs.Add(1) }
+
+// Release drops a reference; the last one frees the broadcast buffer.
+func (f *Frame) Release() {
+	switch n := f.refs.Add(-1); {
+	case n == 0:
+		f.b.Close()
+	case n < 0:
+		panic("hub: Frame released more often than retained")
+	}
+}
+
+// WriteTo queues the frame on conn without blocking; done runs after the write.
+// The caller must hold a reference until WriteTo returns.
+func (f *Frame) WriteTo(conn *gws.Conn, done func(error)) error {
+	return f.b.Broadcast(conn, done)
+}

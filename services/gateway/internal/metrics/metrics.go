@@ -1,0 +1,125 @@
+// Package metrics holds the gateway's Prometheus collectors. Names the
+// original specification's dashboards chart (ws_active_connections,
+// ws_messages_sent_total, ws_slow_consumers_total,
+// ws_broadcast_duration_seconds) are kept as they were.
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is every gateway collector.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	ActiveConnections prometheus.Gauge
+	Connects          *prometheus.CounterVec // result: accepted, refused_total_cap, refused_ip_cap, refused_origin, refused_draining, upgrade_failed
+	Disconnects       *prometheus.CounterVec // reason: client, idle, slow_consumer, rate_limited, oversize, drain, error
+	MessagesSent      *prometheus.CounterVec // symbol
+	FramesDropped     *prometheus.CounterVec // reason: conflated, queue_full
+	SlowConsumers     prometheus.Counter
+	BroadcastDuration *prometheus.HistogramVec // symbol
+	DeliveryLatency   prometheus.Histogram
+	FrameBytes        prometheus.Histogram
+	ClientErrors      *prometheus.CounterVec // code
+	FramesReceived    *prometheus.CounterVec // symbol: frames the bus delivered
+
+	mu      sync.Mutex
+	symbols map[string]bool
+}
+
+// New registers every collector on a fresh registry, with Go and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		ActiveConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ws_active_connections", Help: "Open WebSocket connections."}),
+		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ws_connections_total", Help: "WebSocket upgrade attempts by result."}, []string{"result"}),
+		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ws_disconnects_total", Help: "Closed WebSocket connections by reason."}, []string{"reason"}),
+		MessagesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ws_messages_sent_total", Help: "Snapshot frames written to clients."}, []string{"symbol"}),
+		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ws_frames_dropped_total", Help: "Snapshot frames dropped for slow clients by reason."}, []string{"reason"}),
+		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ws_slow_consumers_total", Help: "Times a client missed the write deadline."}),
+		BroadcastDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ws_broadcast_duration_seconds", Help: "Time to hand one frame to every local subscriber (enqueue, not write).",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}, []string{"symbol"}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ws_delivery_latency_seconds", Help: "Producer timestamp to the moment a frame's write to a client completed.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		FrameBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ws_frame_bytes", Help: "Size of published snapshot frames.",
+			Buckets: prometheus.ExponentialBuckets(256, 2, 12)}),
+		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ws_client_errors_total", Help: "Error frames sent to clients by code."}, []string{"code"}),
+		FramesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_frames_received_total", Help: "Snapshot frames received from the bus."}, []string{"symbol"}),
+		symbols: map[string]bool{},
+	}
+	r.MustRegister(m.ActiveConnections, m.Connects, m.Disconnects, m.MessagesSent, m.FramesDropped,
+		m.SlowConsumers, m.BroadcastDuration, m.DeliveryLatency, m.FrameBytes, m.ClientErrors, m.FramesReceived,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SetSymbols fixes the symbol label values; anything else is labelled "other"
+// so a client cannot grow the metric set.
+func (m *Metrics) SetSymbols(syms []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.symbols = make(map[string]bool, len(syms))
+	for _, s := range syms {
+		m.symbols[s] = true
+	}
+}
+
+// Symbol returns the label value for sym.
+func (m *Metrics) Symbol(sym string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.symbols[sym] {
+		return sym
+	}
+	return "other"
+}
+
+// Window counts events over the last minute in one-second buckets, for /ws/stats.
+type Window struct {
+	mu      sync.Mutex
+	buckets [60]int64
+	stamps  [60]int64
+}
+
+// Add counts n events now.
+func (w *Window) Add(now time.Time, n int64) {
+	sec := now.Unix()
+	i := sec % 60
+	w.mu.Lock()
+	if w.stamps[i] != sec {
+		w.stamps[i], w.buckets[i] = sec, 0
+	}
+	w.buckets[i] += n
+	w.mu.Unlock()
+}
+
+// Sum returns the events of the last 60 seconds.
+func (w *Window) Sum(now time.Time) int64 {
+	sec := now.Unix()
+	var n int64
+	w.mu.Lock()
+	for i := range w.buckets {
+		if sec-w.stamps[i] < 60 {
+			n += w.buckets[i]
+		}
+	}
+	w.mu.Unlock()
+	return n
+}

@@ -1,0 +1,323 @@
+package ws
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+	"golang.org/x/time/rate"
+
+	"github.com/liqstream/liqstream/pkg/protocol"
+	"github.com/liqstream/liqstream/services/gateway/internal/hub"
+)
+
+// symState is one subscribed symbol of a session.
+type symState struct {
+	lastSent time.Time  // when a frame of it was last accepted for writing
+	held     *hub.Frame // newest frame waiting for the update interval
+	timer    *time.Timer
+}
+
+// session is one connection: the hub's Subscriber. Delivery is bounded and
+// never blocks the hub: at most one snapshot write is handed to gws at a
+// time (gws's own queue is unbounded), and at most QueueSize more wait here,
+// one per symbol, a newer frame replacing an older one (the oldest goes
+// first when the queue is full). Per symbol a client gets no more than one
+// frame per update interval; frames inside the interval are held, newest
+// wins, and sent when it ends.
+type session struct {
+	srv  *Server
+	conn *gws.Conn
+	ip   string
+
+	mu       sync.Mutex
+	interval time.Duration
+	symbols  map[string]*symState
+	queue    []*hub.Frame // FIFO, one per symbol
+	inflight *hub.Frame
+	since    time.Time // when inflight was handed to gws
+	// missed counts write-deadline misses in a row; counted marks that the
+	// current write already counted, so a stalled write counts once per timeout.
+	missed      int
+	countedUpTo time.Time
+	dropped     int // since the last SLOW_CONSUMER warning
+	lastWarn    time.Time
+	closing     bool
+	closeReason string
+	lastPing    time.Time
+
+	limiter    *rate.Limiter
+	violations int // rate-limited messages in a row
+}
+
+func newSession(srv *Server, conn *gws.Conn, ip string) *session {
+	return &session{
+		srv: srv, conn: conn, ip: ip,
+		interval: protocol.DefaultUpdateInterval * time.Second,
+		symbols:  map[string]*symState{},
+		lastPing: srv.now(),
+		limiter:  rate.NewLimiter(rate.Limit(srv.cfg.ActionsPerSecond), srv.cfg.ActionBurst),
+	}
+}
+
+// allow spends a token for one client message. Over the limit the client
+// gets RATE_LIMITED; a client that keeps flooding is closed.
+func (s *session) allow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limiter.Allow() {
+		s.violations = 0
+		return true
+	}
+	s.violations++
+	if s.violations >= s.srv.cfg.MaxRateViolations {
+		s.closeLocked(ClosePolicy, "rate_limited", fmt.Sprintf("rate limit exceeded: more than %g messages per second", s.srv.cfg.ActionsPerSecond))
+		return false
+	}
+	if s.violations == 1 {
+		// One error per burst: answering every flooded message would let the
+		// flood grow our write queue.
+		msg := fmt.Sprintf("too many messages: at most %g per second; further messages are ignored until the rate drops", s.srv.cfg.ActionsPerSecond)
+		s.conn.WriteAsync(gws.OpcodeText, protocol.EncodeError(protocol.CodeRateLimited, msg), nil)
+	}
+	return false
+}
+
+// Send implements hub.Subscriber. It never blocks on the network.
+func (s *session) Send(f *hub.Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.symbols[f.Symbol]
+	if s.closing || st == nil {
+		return
+	}
+	now := s.srv.now()
+	if due := st.lastSent.Add(s.interval); !st.lastSent.IsZero() && now.Before(due) {
+		// Inside the client's interval: hold the newest, send it when due.
+		if st.held != nil {
+			st.held.Release()
+		}
+		f.Retain()
+		st.held = f
+		if st.timer == nil {
+			sym := f.Symbol
+			st.timer = time.AfterFunc(due.Sub(now), func() { s.flushHeld(sym) })
+		}
+		return
+	}
+	f.Retain()
+	s.enqueueLocked(f, now)
+}
+
+// sendNow delivers f at once, ignoring the interval: a subscribe's first frame.
+func (s *session) sendNow(f *hub.Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.symbols[f.Symbol] == nil {
+		return
+	}
+	f.Retain()
+	s.enqueueLocked(f, s.srv.now())
+}
+
+func (s *session) flushHeld(sym string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.symbols[sym]
+	if st == nil {
+		return
+	}
+	st.timer = nil
+	f := st.held
+	st.held = nil
+	if f == nil || s.closing {
+		if f != nil {
+			f.Release()
+		}
+		return
+	}
+	s.enqueueLocked(f, s.srv.now())
+}
+
+// enqueueLocked takes ownership of one reference to f.
+func (s *session) enqueueLocked(f *hub.Frame, now time.Time) {
+	if st := s.symbols[f.Symbol]; st != nil {
+		st.lastSent = now
+	}
+	for i, q := range s.queue {
+		if q.Symbol == f.Symbol {
+			// Conflate: the client only ever wants the newest frame of a symbol.
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			q.Release()
+			s.dropLocked("conflated", now)
+			break
+		}
+	}
+	if len(s.queue) >= s.srv.cfg.QueueSize {
+		s.queue[0].Release()
+		s.queue = s.queue[1:]
+		s.dropLocked("queue_full", now)
+	}
+	s.queue = append(s.queue, f)
+	s.startLocked(now)
+}
+
+func (s *session) dropLocked(reason string, now time.Time) {
+	s.dropped++
+	s.srv.metrics.FramesDropped.WithLabelValues(reason).Inc()
+	if now.Sub(s.lastWarn) >= s.srv.cfg.WarnInterval {
+		s.warnLocked(now)
+	}
+}
+
+func (s *session) warnLocked(now time.Time) {
+	n := s.dropped
+	s.dropped = 0
+	s.lastWarn = now
+	msg := fmt.Sprintf("Connection slow - may miss updates: %d snapshot(s) replaced by newer ones", n)
+	s.conn.WriteAsync(gws.OpcodeText, protocol.EncodeWarning(protocol.WarnSlowConsumer, msg, n), nil)
+}
+
+// startLocked hands the next queued frame to gws if none is in flight.
+func (s *session) startLocked(now time.Time) {
+	if s.inflight != nil || len(s.queue) == 0 || s.closing {
+		return
+	}
+	f := s.queue[0]
+	s.queue = s.queue[1:]
+	s.inflight, s.since, s.countedUpTo = f, now, now
+	// A socket that accepts nothing for the whole slow-consumer budget is
+	// dead; the deadline frees gws's writer even if the watchdog is late.
+	s.conn.SetWriteDeadline(now.Add(s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)))
+	if err := f.WriteTo(s.conn, func(err error) { s.written(f, err) }); err != nil {
+		s.inflight = nil
+		f.Release()
+	}
+}
+
+// written runs on gws's write goroutine when a snapshot write finished.
+func (s *session) written(f *hub.Frame, err error) {
+	now := s.srv.now()
+	if err == nil {
+		s.srv.sent(f, now)
+	}
+	f.Release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight = nil
+	if err != nil {
+		return // gws closes the connection on a write error; OnClose cleans up
+	}
+	if now.Sub(s.since) <= s.srv.cfg.WriteTimeout {
+		s.missed = 0
+	}
+	s.startLocked(now)
+}
+
+// check is the watchdog's look at one session: it counts deadline misses,
+// closes a client that keeps missing, and pings a quiet one.
+func (s *session) check(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	wt := s.srv.cfg.WriteTimeout
+	if s.inflight != nil && now.Sub(s.countedUpTo) > wt {
+		s.countedUpTo = s.countedUpTo.Add(wt)
+		s.missed++
+		s.srv.slowMiss()
+		if s.missed >= s.srv.cfg.SlowMaxMisses {
+			s.closeLocked(CloseSlowConsumer, "slow_consumer",
+				fmt.Sprintf("slow consumer: missed the %s write deadline %d times", wt, s.missed))
+			return
+		}
+		if now.Sub(s.lastWarn) >= s.srv.cfg.WarnInterval {
+			s.warnLocked(now)
+		}
+	}
+	if now.Sub(s.lastPing) >= s.srv.cfg.PingInterval {
+		s.lastPing = now
+		s.conn.Async(func() { s.conn.WritePing(nil) })
+	}
+}
+
+// closeLocked closes the connection with code and a reason the client sees;
+// reason is also the metrics label.
+func (s *session) closeLocked(code uint16, label, reason string) {
+	if s.closing {
+		return
+	}
+	s.closing, s.closeReason = true, label
+	// The close frame goes through the write queue so frames already queued
+	// (the error explaining the close) arrive first. A write stuck in flight
+	// gets a second more, then the socket goes regardless.
+	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.conn.Async(func() { s.conn.WriteClose(code, []byte(reason)) })
+}
+
+// setInterval changes the client's update interval.
+func (s *session) setInterval(d time.Duration) {
+	s.mu.Lock()
+	s.interval = d
+	s.mu.Unlock()
+}
+
+// track adds syms to the session's subscriptions.
+func (s *session) track(syms []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sym := range syms {
+		if s.symbols[sym] == nil {
+			s.symbols[sym] = &symState{}
+		}
+	}
+}
+
+// untrack forgets syms, dropping anything held or queued for them.
+func (s *session) untrack(syms []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sym := range syms {
+		s.forgetLocked(sym)
+	}
+}
+
+func (s *session) forgetLocked(sym string) {
+	st := s.symbols[sym]
+	if st == nil {
+		return
+	}
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	if st.held != nil {
+		st.held.Release()
+	}
+	delete(s.symbols, sym)
+	q := s.queue[:0]
+	for _, f := range s.queue {
+		if f.Symbol == sym {
+			f.Release()
+			continue
+		}
+		q = append(q, f)
+	}
+	s.queue = q
+}
+
+// release frees everything the session holds; the connection is gone.
+func (s *session) release() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for sym := range s.symbols {
+		s.forgetLocked(sym)
+	}
+	for _, f := range s.queue {
+		f.Release()
+	}
+	s.queue = nil
+	return s.closeReason
+}
