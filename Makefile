@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test bench lint fmt vet tidy clean
+.PHONY: all build run test bench fuzz lint fmt vet tidy clean
 
 all: build
 
@@ -22,6 +22,11 @@ test: ## every test of every module
 
 bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md with this command
 	cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./...
+	cd services/gateway && $(GO) test -run '^$$' -bench . -benchtime 5x ./internal/ws
+
+FUZZTIME ?= 60s
+fuzz: ## fuzz the client-message decoder; new corpus entries land in Go's cache (copy interesting ones to testdata/)
+	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecodeClientMessage -fuzztime $(FUZZTIME) ./protocol
 
 lint: ## gofmt check and go vet over every module
 	@bad=$$(gofmt -l $(MODULES)); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi

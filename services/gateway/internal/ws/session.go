@@ -165,7 +165,7 @@ func (s *session) enqueueLocked(f *hub.Frame, now time.Time) {
 
 func (s *session) dropLocked(reason string, now time.Time) {
 	s.dropped++
-	s.srv.metrics.FramesDropped.WithLabelValues(reason).Inc()
+	s.srv.dropped[reason].Inc()
 	if now.Sub(s.lastWarn) >= s.srv.cfg.WarnInterval {
 		s.warnLocked(now)
 	}

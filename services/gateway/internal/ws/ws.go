@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
@@ -134,12 +135,19 @@ type Server struct {
 	active    atomic.Int64
 	slowTotal atomic.Int64
 	sent1m    metrics.Window
+	// dropped holds the per-reason counters resolved once: a label lookup
+	// per dropped frame would dominate the enqueue path.
+	dropped map[string]prometheus.Counter
 }
 
 // New returns the endpoint serving h's symbols.
 func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now,
-		sessions: map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{}}
+		sessions: map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{},
+		dropped: map[string]prometheus.Counter{
+			"conflated":  m.FramesDropped.WithLabelValues("conflated"),
+			"queue_full": m.FramesDropped.WithLabelValues("queue_full"),
+		}}
 	for _, c := range cfg.TrustedProxies {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
