@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test bench fuzz lint fmt vet tidy clean
+.PHONY: all build run fleet test bench fuzz lint fmt vet tidy clean screenshot
 
 all: build
 
@@ -16,6 +16,9 @@ build: ## bin/snapshotter (cgo, DuckDB) and bin/gateway (CGO_ENABLED=0)
 
 run: build ## snapshotter + one gateway on the embedded default at http://localhost:8080
 	deploy/local/run.sh
+
+fleet: build ## redis + snapshotter + 3 gateways + nginx (ip_hash) at http://localhost:8080
+	deploy/local/fleet.sh
 
 test: ## every test of every module
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
@@ -41,3 +44,6 @@ tidy:
 
 clean:
 	rm -rf bin
+
+screenshot: build ## docs/screenshot.png (1280x800): bin/ on temp ports, a temp DuckDB with demo data, headless Chromium
+	cd e2e && LIQSTREAM_BIN=$(CURDIR)/bin LIQSTREAM_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run '^TestScreenshot$$' -v .

@@ -21,6 +21,7 @@ type upstream struct {
 	changed chan struct{}
 	fail    int // answer this many polls with 500 first
 	polls   int
+	body    func(seq int) []byte // default {"seq":N}
 }
 
 func newUpstream() *upstream { return &upstream{changed: make(chan struct{})} }
@@ -55,6 +56,10 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tag := fmt.Sprintf(`"e-%d"`, seq)
 		if seq > 0 && tag != r.Header.Get("If-None-Match") {
 			w.Header().Set("ETag", tag)
+			if u.body != nil {
+				w.Write(u.body(seq))
+				return
+			}
 			fmt.Fprintf(w, `{"seq":%d}`, seq)
 			return
 		}

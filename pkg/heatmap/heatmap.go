@@ -1,42 +1,49 @@
-// Package heatmap computes a liquidation heatmap for crypto perpetual futures
-// with the "classic" reference model. It is pure: candles in, snapshots out,
-// no I/O, no clock, no randomness.
+// Package heatmap computes a liquidation heatmap for crypto perpetual futures.
+// It is pure: candles in, snapshots out, no I/O, no clock, no randomness.
 //
 // The model guesses where leveraged traders would be liquidated. Rising open
-// interest (OI) is read as new positions, opened at the candle's close on the
-// side the candle moved towards and spread over leverage tiers; falling OI
-// closes existing positions pro rata; price touching a liquidation price
+// interest (OI) is read as new positions spread over leverage tiers; falling
+// OI closes existing positions pro rata; price touching a liquidation price
 // removes the position. Per candle, in this order:
 //
 //  1. Consume: a long is liquidated when Low <= its liquidation price, a short
 //     when High >= it (both inclusive); it is removed whole.
 //  2. Create (ΔOI > 0): ΔOI = OIValue − previous candle's OIValue, or 0 when
-//     there is no previous candle or either candle lacks OI. All of it goes to
-//     one side: long when Close >= Open (a doji counts as long), short when
-//     Close < Open. Entry = Close; one position per tier with nonzero weight,
-//     volume ΔOI·weight, liquidation price
-//     long  entry·(1 − 1/L + mmr/L),
-//     short entry·(1 + 1/L − mmr/L).
-//     Because step 1 ran first, a position is never tested against the candle
-//     that created it.
+//     there is no previous candle or either candle lacks OI; the positions
+//     depend on the model (below). Because step 1 ran first, a position is
+//     never tested against the candle that created it.
 //  3. Close (ΔOI < 0): with total the remaining volume of both sides after step 1,
 //     factor = min(|ΔOI|/total, 1) and every position keeps (1 − factor) of its
 //     volume; positions left below MinPositionVolume are dropped.
 //  4. Snapshot: bucket = floor(liq/bin)·bin; per bucket the long and short
 //     volume; only non-zero buckets, ascending by price.
 //
+// Step 2 in the classic model (ModelClassic, the reference algorithm): all of
+// ΔOI goes to one side, long when Close >= Open (a doji counts as long), short
+// when Close < Open; entry = Close; one position per tier with nonzero
+// weight, volume ΔOI·weight, liquidation price long entry·(1 − 1/L + mmr/L),
+// short entry·(1 + 1/L − mmr/L).
+//
+// Step 2 in the binance model (ModelBinance): every contract has a long and a
+// short, so each tier opens a long of ΔOI·LongShare·weight and a short of
+// ΔOI·(1 − LongShare)·weight at the typical price EP = (High+Low+Close)/3,
+// liquidated where Binance would liquidate an isolated one-way position whose
+// wallet is its initial margin N/L: long EP·(1 − 1/L − cum/N)/(1 − mmr),
+// short EP·(1 + 1/L + cum/N)/(1 + mmr), with N = Params.PositionNotional and
+// (mmr, cum) its Bracket. A long that formula puts below 0 sits at 0.
+//
 // Per side, opened = remaining + liquidated + closed (up to rounding).
 //
-// This implementation is the straightforward reference: it re-derives every
-// snapshot from the live positions. Results match any other faithful
-// implementation up to floating-point summation order.
+// Engine runs the model incrementally: a candle costs O(tiers + buckets and
+// positions it liquidates or drops + log n), never a pass over all positions,
+// and the still-open last candle can be revised in place. Results agree with
+// the straightforward reference (kept in the tests as the oracle) to floating-point
+// summation order, far inside 1e-9 relative per bucket.
 package heatmap
 
 import (
-	"cmp"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 )
 
@@ -93,7 +100,7 @@ type SideTotals struct {
 // Snapshot is the heatmap as it stands after one candle.
 type Snapshot struct {
 	Candle            Candle
-	Levels            []Level // non-zero buckets, ascending price
+	Levels            []Level // non-zero buckets, ascending price; nil from ApplyNoLevels/ReviseNoLevels
 	CurrentPrice      float64 // the candle's close
 	PositionsCreated  int     // in this candle
 	PositionsConsumed int     // in this candle (liquidated)
@@ -102,85 +109,52 @@ type Snapshot struct {
 	TotalShortVolume  float64 // remaining short volume after this candle
 }
 
-// position is one synthetic position. bucket is derived from liq once, at
-// creation, because bin size is fixed for the engine's lifetime.
-type position struct {
-	liq    float64 // liquidation price
-	bucket float64 // floor(liq/bin)·bin
-	vol    float64 // remaining volume, USDT
-}
-
-// book holds one side's live positions and its cumulative accounting.
-//
-// pos is kept sorted by liq ascending (ties in creation order). That makes
-// consumption a single cut (longs die from the top, shorts from the bottom)
-// and lets a snapshot walk both sides in bucket order without a map.
-type book struct {
-	pos                        []position
-	opened, liquidated, closed float64
-	created, consumed, dropped int
-}
-
-// Classic is the engine state; it is not safe for concurrent use.
-type Classic struct {
-	p       Params
-	sides   [2]book
-	prev    Candle
-	hasPrev bool
-	scratch []position // reused for the positions created by one candle
-	lastLen int        // number of levels last time, to size the next slice
-}
+// Classic is the original engine API, kept for existing callers: Apply
+// returns a Snapshot without an error. It wraps an Engine with the candle
+// order check off, because its callers replay a stored window whose order
+// they already know. New code should use Engine, which also offers Revise.
+// It runs whichever model its Params name; the zero Model is classic.
+type Classic struct{ e *Engine }
 
 // NewClassic validates p and returns an engine with no positions.
 func NewClassic(p Params) (*Classic, error) {
-	if err := p.Validate(); err != nil {
+	e, err := NewEngine(p)
+	if err != nil {
 		return nil, err
 	}
-	p.Tiers = slices.Clone(p.Tiers) // the caller may reuse its slice
-	return &Classic{p: p, scratch: make([]position, 0, len(p.Tiers))}, nil
+	return &Classic{e: e}, nil
 }
 
 // Apply advances the model by one candle and returns the snapshot after it.
-// Candles must be applied in time order; Apply does not check (Replay does),
-// because a live caller already knows its candles are ordered.
+// Order is not checked. A candle the Engine would reject (a NaN, infinite or
+// negative value) changes nothing: the snapshot echoes it over the unchanged
+// heatmap, since this signature has no error to report it with.
 func (c *Classic) Apply(k Candle) Snapshot {
-	consumed := c.consume(k)
-	created, dropped := 0, 0
-	if d := c.deltaOI(k); d > 0 {
-		created = c.create(k, d)
-	} else if d < 0 {
-		dropped = c.close(-d)
+	if checkCandle(k) != nil {
+		return Snapshot{
+			Candle:           k,
+			Levels:           c.e.Levels(),
+			CurrentPrice:     k.Close,
+			TotalLongVolume:  c.e.remaining(Long),
+			TotalShortVolume: c.e.remaining(Short),
+		}
 	}
-	c.prev, c.hasPrev = k, true
-
-	levels, long, short := c.levels()
-	return Snapshot{
-		Candle:            k,
-		Levels:            levels,
-		CurrentPrice:      k.Close,
-		PositionsCreated:  created,
-		PositionsConsumed: consumed,
-		PositionsDropped:  dropped,
-		TotalLongVolume:   long,
-		TotalShortVolume:  short,
-	}
+	c.e.commit()
+	return c.e.advance(k, true)
 }
 
 // Levels returns the current buckets as a fresh slice the caller may keep.
-func (c *Classic) Levels() []Level {
-	l, _, _ := c.levels()
-	return l
-}
+func (c *Classic) Levels() []Level { return c.e.Levels() }
 
 // Totals returns cumulative per-side accounting since the engine started.
-func (c *Classic) Totals() (long, short SideTotals) {
-	return c.sides[Long].totals(), c.sides[Short].totals()
-}
+func (c *Classic) Totals() (long, short SideTotals) { return c.e.Totals() }
 
-// Replay runs a fresh engine over candles and returns one snapshot per candle.
-// It checks the whole input first, so an error never comes with partial output.
+// Replay runs a fresh Engine over candles and returns one snapshot per candle,
+// levels included, so its memory grows with candles × levels: for long
+// windows, drive an Engine with ApplyNoLevels instead. It checks the order of
+// the whole input first, and never returns partial output with an error.
 func Replay(p Params, candles []Candle) ([]Snapshot, error) {
-	c, err := NewClassic(p)
+	e, err := NewEngine(p)
 	if err != nil {
 		return nil, err
 	}
@@ -192,196 +166,16 @@ func Replay(p Params, candles []Candle) ([]Snapshot, error) {
 	}
 	out := make([]Snapshot, len(candles))
 	for i, k := range candles {
-		out[i] = c.Apply(k)
+		if out[i], err = e.Apply(k); err != nil {
+			return nil, fmt.Errorf("heatmap: candle %d: %w", i, err)
+		}
 	}
 	return out, nil
 }
 
-// deltaOI is the change in open interest the model reacts to; a gap in the OI
-// series yields 0 rather than a fake jump from or to nothing.
-func (c *Classic) deltaOI(k Candle) float64 {
-	if !c.hasPrev || !c.prev.HasOI || !k.HasOI {
-		return 0
-	}
-	return k.OIValue - c.prev.OIValue
-}
-
-// consume removes every position the candle's range touched and returns how
-// many there were.
-func (c *Classic) consume(k Candle) int {
-	// Longs: liquidated when Low <= liq, i.e. the suffix with liq >= Low.
-	lb := &c.sides[Long]
-	cut := len(lb.pos)
-	for cut > 0 && lb.pos[cut-1].liq >= k.Low {
-		cut--
-	}
-	n := lb.liquidate(cut, len(lb.pos))
-
-	// Shorts: liquidated when High >= liq, i.e. the prefix with liq <= High.
-	sb := &c.sides[Short]
-	cut = 0
-	for cut < len(sb.pos) && sb.pos[cut].liq <= k.High {
-		cut++
-	}
-	return n + sb.liquidate(0, cut)
-}
-
-// liquidate removes pos[i:j] as liquidated and returns how many it removed.
-func (b *book) liquidate(i, j int) int {
-	for _, p := range b.pos[i:j] {
-		b.liquidated += p.vol
-	}
-	b.pos = slices.Delete(b.pos, i, j)
-	b.consumed += j - i
-	return j - i
-}
-
-// create opens the new positions of a candle whose OI rose by d and returns
-// how many it opened.
-func (c *Classic) create(k Candle, d float64) int {
-	side := Long
-	if k.Close < k.Open {
-		side = Short
-	}
-	entry := k.Close
-	mmr := c.p.MMR
-	add := c.scratch[:0]
-	for _, t := range c.p.Tiers {
-		if t.Weight == 0 {
-			continue
-		}
-		L := t.Leverage
-		var liq float64
-		if side == Long {
-			liq = entry * (1 - 1/L + mmr/L)
-		} else {
-			liq = entry * (1 + 1/L - mmr/L)
-		}
-		add = append(add, position{liq: liq, bucket: bucketOf(liq, c.p.BinSize), vol: d * t.Weight})
-	}
-	c.scratch = add
-
-	b := &c.sides[side]
-	for _, p := range add {
-		b.opened += p.vol
-	}
-	b.created += len(add)
-	slices.SortStableFunc(add, func(x, y position) int { return cmp.Compare(x.liq, y.liq) })
-	b.pos = mergeSorted(b.pos, add)
-	return len(add)
-}
-
-// mergeSorted inserts the sorted add into the sorted dst in one backward pass,
-// so that a candle costs one shift of the tail rather than one per tier. On
-// equal liq the existing position stays first.
-func mergeSorted(dst, add []position) []position {
-	n := len(dst)
-	dst = slices.Grow(dst, len(add))[:n+len(add)]
-	i, j := n-1, len(add)-1
-	for k := len(dst) - 1; j >= 0; k-- {
-		if i >= 0 && dst[i].liq > add[j].liq {
-			dst[k] = dst[i]
-			i--
-		} else {
-			dst[k] = add[j]
-			j--
-		}
-	}
-	return dst
-}
-
-// close shrinks every position pro rata for an OI drop of d > 0 and returns
-// how many positions fell below the dust floor and were dropped.
-func (c *Classic) close(d float64) int {
-	total := c.sides[Long].remaining() + c.sides[Short].remaining()
-	if total <= 0 {
-		return 0
-	}
-	factor := min(d/total, 1)
-	keep := 1 - factor
-	return c.sides[Long].shrink(keep) + c.sides[Short].shrink(keep)
-}
-
-// shrink multiplies every volume by keep, drops what falls below the dust
-// floor, books the difference as closed and returns the number dropped.
-func (b *book) shrink(keep float64) int {
-	kept := b.pos[:0]
-	for _, p := range b.pos {
-		nv := p.vol * keep
-		if nv < MinPositionVolume {
-			b.closed += p.vol
-			continue
-		}
-		b.closed += p.vol - nv
-		p.vol = nv
-		kept = append(kept, p)
-	}
-	dropped := len(b.pos) - len(kept)
-	clear(b.pos[len(kept):])
-	b.pos = kept
-	b.dropped += dropped
-	return dropped
-}
-
-// remaining sums live volume in slice order; snapshots and Totals use the same
-// order so their figures agree bit for bit.
-func (b *book) remaining() float64 {
-	var s float64
-	for _, p := range b.pos {
-		s += p.vol
-	}
-	return s
-}
-
-func (b *book) totals() SideTotals {
-	return SideTotals{
-		Opened:     b.opened,
-		Remaining:  b.remaining(),
-		Liquidated: b.liquidated,
-		Closed:     b.closed,
-		Created:    b.created,
-		Consumed:   b.consumed,
-		Dropped:    b.dropped,
-		Live:       len(b.pos),
-	}
-}
-
 // bucketOf is the reference bucketing; written exactly as floor(liq/bin)·bin
-// so that boundary cases round the same way as the reference.
+// so that boundary cases round the same way as the reference. It is monotone
+// in liq, which is what lets the engine cut whole buckets by price.
 func bucketOf(liq, bin float64) float64 {
 	return math.Floor(liq/bin) * bin
-}
-
-// levels aggregates both sides by bucket and also returns each side's total.
-// Both slices are sorted by liq, hence by bucket (floor and scaling are
-// monotone), so one merge walk visits each bucket once in ascending order.
-func (c *Classic) levels() (out []Level, long, short float64) {
-	L, S := c.sides[Long].pos, c.sides[Short].pos
-	out = make([]Level, 0, max(c.lastLen, 16))
-	i, j := 0, 0
-	for i < len(L) || j < len(S) {
-		var b float64
-		switch {
-		case j == len(S):
-			b = L[i].bucket
-		case i == len(L):
-			b = S[j].bucket
-		default:
-			b = min(L[i].bucket, S[j].bucket)
-		}
-		var ld, sd float64
-		for ; i < len(L) && L[i].bucket == b; i++ {
-			ld += L[i].vol
-			long += L[i].vol
-		}
-		for ; j < len(S) && S[j].bucket == b; j++ {
-			sd += S[j].vol
-			short += S[j].vol
-		}
-		if ld != 0 || sd != 0 {
-			out = append(out, Level{Price: b, LongDensity: ld, ShortDensity: sd})
-		}
-	}
-	c.lastLen = len(out)
-	return out, long, short
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -34,11 +35,58 @@ const weightSumTolerance = 1e-9
 type Tier struct{ Leverage, Weight float64 }
 
 // Params are fixed for an engine's lifetime because changing them mid-stream
-// would make old and new positions incomparable.
+// would make old and new positions incomparable. The zero value of each field
+// added for the binance model means its default, so that a Params literal
+// written for the classic model keeps meaning the same thing.
 type Params struct {
 	Tiers   []Tier  // normalised (sum 1)
-	MMR     float64 // maintenance margin rate
+	MMR     float64 // classic: maintenance margin rate of every tier
 	BinSize float64 // bucket width of the snapshot levels
+
+	Model Model // "" or ModelClassic: the reference model; ModelBinance: both sides, brackets
+
+	// LongShare is the binance model's share of new contracts that are longs,
+	// in (0, 1); 0 means DefaultLongShare.
+	LongShare float64
+	// Brackets is the binance model's maintenance-margin table; nil means
+	// BracketsFor(DefaultBracketSymbol). The engine has no symbol, so a caller serving several
+	// symbols sets BracketsFor(symbol) (or a configured override) here.
+	Brackets []Bracket
+	// PositionNotional (USDT) picks the bracket of the binance model; 0 means
+	// DefaultPositionNotional. See Bracket for why it is not the ΔOI.
+	PositionNotional float64
+}
+
+// Model names the way new open interest becomes positions.
+type Model string
+
+// The models an engine can run.
+const (
+	// ModelClassic reproduces the reference algorithm exactly: one side per
+	// candle, entry at the close, flat mmr.
+	ModelClassic Model = "classic"
+	// ModelBinance opens both sides of every contract at the typical price
+	// with Binance's isolated-margin liquidation price and mmr brackets.
+	ModelBinance Model = "binance"
+)
+
+// Defaults of the binance model.
+const (
+	DefaultLongShare        = 0.5       // a contract has a buyer and a seller; without order flow, assume half of the new interest is long
+	DefaultPositionNotional = 1e5       // USDT; a typical single position, which fixes the bracket
+	DefaultBracketSymbol    = "BTCUSDT" // whose table BracketsFor returns for an unknown symbol
+)
+
+// ParseModel reads the config spelling of a model, case-insensitively; an
+// empty string is the classic model, like Params' zero value.
+func ParseModel(s string) (Model, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", string(ModelClassic):
+		return ModelClassic, nil
+	case string(ModelBinance):
+		return ModelBinance, nil
+	}
+	return "", fmt.Errorf("model: %q: want %q or %q", s, ModelClassic, ModelBinance)
 }
 
 // defaultTiers is parsed once; DefaultParams hands out copies so callers
@@ -53,12 +101,17 @@ func mustParseWeights(s string) []Tier {
 	return t
 }
 
-// DefaultParams returns the reference model's parameters (a fresh copy each call).
+// DefaultParams returns the reference (classic) model's parameters with the
+// binance defaults filled in, so that switching Model is the only edit needed;
+// a fresh copy each call.
 func DefaultParams() Params {
 	return Params{
-		Tiers:   append([]Tier(nil), defaultTiers...),
-		MMR:     DefaultMMR,
-		BinSize: DefaultBinSize,
+		Tiers:            append([]Tier(nil), defaultTiers...),
+		MMR:              DefaultMMR,
+		BinSize:          DefaultBinSize,
+		Model:            ModelClassic,
+		LongShare:        DefaultLongShare,
+		PositionNotional: DefaultPositionNotional,
 	}
 }
 
@@ -152,5 +205,66 @@ func (p Params) Validate() error {
 	if math.Abs(sum-1) > weightSumTolerance {
 		return fmt.Errorf("leverage weights: weights sum to %g, want 1 (use ParseWeights to normalise)", sum)
 	}
+	return p.validateBinance()
+}
+
+// validateBinance checks the binance fields whatever the model, so that a
+// typo in a config is caught before someone switches the model on.
+func (p Params) validateBinance() error {
+	switch p.Model {
+	case "", ModelClassic, ModelBinance:
+	default:
+		return fmt.Errorf("model: %q: want %q or %q", p.Model, ModelClassic, ModelBinance)
+	}
+	if p.LongShare != 0 && !(p.LongShare > 0 && p.LongShare < 1) {
+		return fmt.Errorf("long share: must be in (0, 1) (0 means %g), got %g", DefaultLongShare, p.LongShare)
+	}
+	if p.PositionNotional != 0 && !(p.PositionNotional > 0 && !math.IsInf(p.PositionNotional, 1)) {
+		return fmt.Errorf("position notional: must be positive and finite (0 means %g), got %g", DefaultPositionNotional, p.PositionNotional)
+	}
+	if p.Brackets != nil {
+		if err := checkBrackets(p.Brackets); err != nil {
+			return err
+		}
+	}
+	if p.Model != ModelBinance {
+		return nil
+	}
+	q := p.withDefaults()
+	last := q.Brackets[len(q.Brackets)-1]
+	if !(q.PositionNotional < last.Cap) {
+		return fmt.Errorf("position notional: %g is not below the last bracket's cap %g", q.PositionNotional, last.Cap)
+	}
+	b := bracketFor(q.Brackets, q.PositionNotional)
+	for _, t := range q.Tiers {
+		// Binance refuses a position whose initial margin N/L does not exceed
+		// its maintenance margin N·rate − cum; the formula would then put the
+		// liquidation price on the wrong side of the entry.
+		if t.Weight > 0 && !(1/t.Leverage+b.Cum/q.PositionNotional > b.MMR) {
+			return fmt.Errorf("leverage weights: %gx is more than a %g USDT position may use (bracket from %g: maintenance margin rate %g, cum %g)",
+				t.Leverage, q.PositionNotional, b.Floor, b.MMR, b.Cum)
+		}
+	}
 	return nil
+}
+
+// withDefaults fills the zero-valued binance fields, so that the engine and
+// Validate read the same effective parameters.
+func (p Params) withDefaults() Params {
+	if p.Model == "" {
+		p.Model = ModelClassic
+	}
+	if p.LongShare == 0 {
+		p.LongShare = DefaultLongShare
+	}
+	if p.PositionNotional == 0 {
+		p.PositionNotional = DefaultPositionNotional
+	}
+	if p.Brackets == nil {
+		p.Brackets = BracketsFor(DefaultBracketSymbol)
+	} else {
+		p.Brackets = slices.Clone(p.Brackets)
+	}
+	p.Tiers = slices.Clone(p.Tiers)
+	return p
 }

@@ -156,3 +156,63 @@ func TestNewClassicCopiesTiers(t *testing.T) {
 		t.Fatalf("levels = %v, want one at 75", s.Levels)
 	}
 }
+
+func TestParamsValidateBinance(t *testing.T) {
+	bad := heatmap.BracketsFor("BTCUSDT")
+	bad[2].Cum = 2000 // derived: 2550
+	gap := heatmap.BracketsFor("BTCUSDT")
+	gap[1].Cap = 400e3
+	for _, tc := range []struct {
+		name    string
+		edit    func(*heatmap.Params)
+		wantErr string
+	}{
+		{"defaults", func(p *heatmap.Params) {}, ""},
+		{"zero values mean defaults", func(p *heatmap.Params) { p.LongShare, p.PositionNotional, p.Brackets = 0, 0, nil }, ""},
+		{"classic still checks the binance fields", func(p *heatmap.Params) { p.Model = heatmap.ModelClassic; p.LongShare = 2 }, "long share"},
+		{"unknown model", func(p *heatmap.Params) { p.Model = "bybit" }, `model: "bybit"`},
+		{"long share 1", func(p *heatmap.Params) { p.LongShare = 1 }, "long share"},
+		{"long share negative", func(p *heatmap.Params) { p.LongShare = -0.5 }, "long share"},
+		{"long share NaN", func(p *heatmap.Params) { p.LongShare = math.NaN() }, "long share"},
+		{"long share 0.99", func(p *heatmap.Params) { p.LongShare = 0.99 }, ""},
+		{"notional negative", func(p *heatmap.Params) { p.PositionNotional = -1 }, "position notional"},
+		{"notional infinite", func(p *heatmap.Params) { p.PositionNotional = math.Inf(1) }, "position notional"},
+		{"notional NaN", func(p *heatmap.Params) { p.PositionNotional = math.NaN() }, "position notional"},
+		{"notional at the last cap", func(p *heatmap.Params) { p.PositionNotional = 500e6 }, "position notional: 5e+08 is not below the last bracket's cap"},
+		{"notional in the last bracket", func(p *heatmap.Params) {
+			p.PositionNotional = 499e6
+			p.Tiers = []heatmap.Tier{{Leverage: 1, Weight: 1}}
+		}, ""},
+		// 10M is in the 8M–50M bracket (rate 0.025, cum 122,550): a 100x
+		// position's margin 1 % + 1.2255 % < 2.5 %, so Binance would refuse it.
+		{"leverage above the bracket's", func(p *heatmap.Params) { p.PositionNotional = 10e6 }, "leverage weights: 100x is more than a 1e+07 USDT position may use"},
+		{"zero-weight tier is not checked", func(p *heatmap.Params) {
+			p.PositionNotional = 10e6
+			p.Tiers = []heatmap.Tier{{Leverage: 5, Weight: 1}, {Leverage: 100, Weight: 0}}
+		}, ""},
+		{"empty brackets", func(p *heatmap.Params) { p.Brackets = []heatmap.Bracket{} }, "brackets: empty"},
+		{"cum not derived", func(p *heatmap.Params) { p.Brackets = bad }, "brackets: bracket 3 (floor 500000): cum 2000, want 2550"},
+		{"caps and floors disagree", func(p *heatmap.Params) { p.Brackets = gap }, "brackets: bracket 2"},
+		{"first floor not 0", func(p *heatmap.Params) { p.Brackets = []heatmap.Bracket{{Floor: 1, Cap: math.Inf(1), MMR: 0.01}} }, "first floor must be 0"},
+		{"rate 1", func(p *heatmap.Params) { p.Brackets = []heatmap.Bracket{{Floor: 0, Cap: math.Inf(1), MMR: 1}} }, "brackets: bracket 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := heatmap.DefaultParams()
+			p.Model = heatmap.ModelBinance
+			tc.edit(&p)
+			err := p.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "mmr") {
+				t.Errorf("error %q mentions mmr, which config code maps to the classic mmr setting", err)
+			}
+			if _, err2 := heatmap.NewEngine(p); (err2 == nil) != (err == nil) {
+				t.Fatalf("NewEngine() = %v, Validate() = %v", err2, err)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ type Options struct {
 	Header http.Header
 	// Buffer is how many unread frames are queued before reading stalls (default 1024).
 	Buffer int
+	// LocalAddr is the source IP to dial from, e.g. 127.2.0.1: nginx's ip_hash
+	// keys on the first three octets, so tests spread clients this way.
+	LocalAddr string
 }
 
 // ErrClosed is returned by Next once the connection has closed.
@@ -72,7 +76,17 @@ func Dial(url string, opt Options) (*Client, *http.Response, error) {
 		opt.Buffer = 1024
 	}
 	c := &Client{frames: make(chan Frame, opt.Buffer), closed: make(chan struct{}), stop: make(chan struct{})}
-	conn, resp, err := gws.NewClient(&handler{c: c}, &gws.ClientOption{Addr: url, RequestHeader: opt.Header})
+	co := &gws.ClientOption{Addr: url, RequestHeader: opt.Header}
+	if opt.LocalAddr != "" {
+		ip := net.ParseIP(opt.LocalAddr)
+		if ip == nil {
+			return nil, nil, fmt.Errorf("dial %s: local address %q is not an IP", url, opt.LocalAddr)
+		}
+		co.NewDialer = func() (gws.Dialer, error) {
+			return &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}, nil
+		}
+	}
+	conn, resp, err := gws.NewClient(&handler{c: c}, co)
 	if err != nil {
 		return nil, resp, fmt.Errorf("dial %s: %w", url, err)
 	}

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -34,6 +36,8 @@ type Gateway struct {
 	ws       *ws.Server
 	metrics  *metrics.Metrics
 	src      *bus.HTTPSource
+	redis    *bus.RedisSource // nil without redis_url
+	failover *bus.Failover
 	draining atomic.Bool
 }
 
@@ -45,11 +49,68 @@ func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	m := metrics.New()
 	h := hub.New(nil)
-	wss, err := ws.New(cfg.WS, h, m, log)
+	if cfg.InstanceID == "" {
+		host, _ := os.Hostname()
+		cfg.InstanceID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	log = log.With("instance", cfg.InstanceID)
+	wss, err := ws.New(cfg.WS, h, m, log, http.Header{"X-Liqstream-Gateway": {cfg.InstanceID}})
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{cfg: cfg, log: log, hub: h, ws: wss, metrics: m, src: src}, nil
+	g := &Gateway{cfg: cfg, log: log, hub: h, ws: wss, metrics: m, src: src}
+	if cfg.RedisURL != "" {
+		client, err := bus.NewRedisClient(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis_url: %w", err)
+		}
+		g.redis = bus.NewRedisSource(client, log)
+		g.failover = bus.NewFailover(g.redis, src, log)
+		m.Registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gateway_redis_up", Help: "1 while the Redis subscription is complete."},
+				func() float64 { return b2f(g.failover.RedisUp()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gateway_fallback_active", Help: "1 while frames come from the snapshotter over HTTP because Redis is down."},
+				func() float64 { return b2f(g.failover.Fallback()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_redis_reconnects_total", Help: "Redis subscriptions restored after a loss."},
+				func() float64 { return float64(g.redis.Reconnects.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_fallback_switches_total", Help: "Times the gateway fell back to HTTP."},
+				func() float64 { return float64(g.failover.Switches.Load()) }),
+		)
+	}
+	return g, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// symbols asks Redis (when configured) and the snapshotter for the symbol
+// list until one answers, so a gateway may start before either.
+func (g *Gateway) symbols(ctx context.Context) ([]string, error) {
+	delay := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if g.redis != nil {
+			if syms, err := g.redis.Symbols(ctx); err == nil {
+				return syms, nil
+			}
+		}
+		syms, err := g.src.Symbols(ctx)
+		if err == nil {
+			return syms, nil
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			g.log.Warn("waiting for the symbol list from redis or the snapshotter", "err", err, "attempt", attempt)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
 }
 
 // Run serves until ctx ends, then drains: /readyz turns false, upgrades are
@@ -74,16 +135,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return nil
 	})
 	eg.Go(func() error {
-		syms, err := g.src.WaitSymbols(runCtx)
+		syms, err := g.symbols(runCtx)
 		if err != nil {
-			if runCtx.Err() != nil {
-				return nil
-			}
-			return err
+			return nil // only a cancelled context ends the wait
 		}
 		g.hub.SetSymbols(syms)
 		g.metrics.SetSymbols(syms)
-		g.log.Info("serving symbols", "symbols", syms)
+		g.log.Info("serving symbols", "symbols", syms, "redis", g.redis != nil)
+		if g.failover != nil {
+			return g.failover.Run(runCtx, syms, g.publish)
+		}
 		return g.src.Run(runCtx, syms, g.publish)
 	})
 	eg.Go(func() error { return g.ws.Run(runCtx) })
@@ -163,11 +224,18 @@ func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
 			missing = append(missing, s)
 		}
 	}
+	source := "snapshotter"
+	if g.failover != nil {
+		source = "redis"
+		if g.failover.Fallback() {
+			source = "snapshotter (redis down: fallback)"
+		}
+	}
 	if len(syms) == 0 || len(missing) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "symbols": syms, "waiting_for": missing})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "symbols": syms, "waiting_for": missing, "source": source})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "symbols": syms})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "symbols": syms, "source": source})
 }
 
 // historyProxy forwards the time-series endpoint to the snapshotter, which

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 )
 
@@ -15,6 +16,8 @@ type Config struct {
 	Listen         string        `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
 	SnapshotterURL string        `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
 	LogLevel       string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	RedisURL       string        `mapstructure:"redis_url" desc:"subscribe to frames in Redis (redis://host:6379/0), falling back to snapshotter_url while it is down; empty = snapshotter_url only"`
+	InstanceID     string        `mapstructure:"instance_id" desc:"name of this gateway in logs and the X-Liqstream-Gateway upgrade header (default host:pid)"`
 	WSEnabled      bool          `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
 	DrainTimeout   time.Duration `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
 	WS             ws.Config     `mapstructure:"ws"`
@@ -41,6 +44,9 @@ func (c *Config) Validate() error {
 	u, err := url.Parse(c.SnapshotterURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("snapshotter_url: want http://host:port, got %q", c.SnapshotterURL)
+	}
+	if c.RedisURL != "" && !bus.IsRedisURL(c.RedisURL) {
+		return fmt.Errorf("redis_url: want redis://host:port/db, got %q", c.RedisURL)
 	}
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
 		return fmt.Errorf("drain_timeout: must be between 1s and 10m, got %s", c.DrainTimeout)

@@ -15,6 +15,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"default is valid", func(*Config) {}, ""},
 		{"no listen", func(c *Config) { c.Listen = "" }, "listen:"},
 		{"snapshotter url without scheme", func(c *Config) { c.SnapshotterURL = "127.0.0.1:8081" }, "snapshotter_url:"},
+		{"redis url", func(c *Config) { c.RedisURL = "127.0.0.1:6379" }, "redis_url:"},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = 0 }, "drain_timeout:"},
 		{"idle timeout", func(c *Config) { c.WS.IdleTimeout = time.Second }, "ws.idle_timeout:"},
 		{"ping not below idle", func(c *Config) { c.WS.PingInterval = c.WS.IdleTimeout }, "ws.ping_interval:"},

@@ -27,7 +27,7 @@ func BenchmarkBroadcast20KBTo10kConns(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.Compression = false // measure fan-out, not deflate
 	cfg.MaxConns, cfg.MaxConnsPerIP = conns+1, conns+1
-	s, err := New(cfg, h, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, h, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func BenchmarkPublishEnqueue10k(b *testing.B) {
 	h := hub.New([]string{"BTCUSDT"})
 	cfg := DefaultConfig()
 	cfg.WarnInterval = time.Hour
-	s, err := New(cfg, h, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, h, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -140,8 +140,10 @@ type Server struct {
 	dropped map[string]prometheus.Counter
 }
 
-// New returns the endpoint serving h's symbols.
-func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger) (*Server, error) {
+// New returns the endpoint serving h's symbols; header is added to every
+// upgrade response (the gateway names itself there, so operators and tests
+// behind a load balancer can tell which instance a client reached).
+func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger, header http.Header) (*Server, error) {
 	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now,
 		sessions: map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{},
 		dropped: map[string]prometheus.Counter{
@@ -162,6 +164,7 @@ func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger) (*Server,
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
 		CheckUtf8Enabled:   true,
 		HandshakeTimeout:   5 * time.Second,
+		ResponseHeader:     header,
 		PermessageDeflate: gws.PermessageDeflate{
 			Enabled: cfg.Compression, Threshold: cfg.CompressionThreshold,
 			// Broadcast frames are compressed once for every connection, which

@@ -46,7 +46,7 @@ func startClock(t *testing.T, cfg Config, now func() time.Time) *fixture {
 	t.Helper()
 	h := hub.New([]string{"BTCUSDT", "ETHUSDT", "SOLUSDT"})
 	m := metrics.New()
-	s, err := New(cfg, h, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, h, m, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/serve"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
@@ -52,10 +53,21 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}
 
 	board := snapshot.NewBoard(strconv.FormatInt(time.Now().UnixNano(), 36))
+	pubs := []snapshot.Publisher{board}
+	var redisPub *bus.RedisPublisher
+	if cfg.RedisURL != "" {
+		client, err := bus.NewRedisClient(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("redis_url: %w", err)
+		}
+		defer client.Close()
+		redisPub = bus.NewRedisPublisher(client, cfg.Symbols, log)
+		pubs = append(pubs, redisFrames{redisPub})
+	}
 	loop := snapshot.New(snapshot.Config{
 		Symbols: cfg.Symbols, Interval: cfg.Snapshot.Interval, CandleInterval: cfg.Snapshot.CandleInterval,
 		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params,
-	}, st, time.Now, log, board)
+	}, st, time.Now, log, pubs...)
 
 	hist := history.New(st, history.Defaults{
 		Symbols: cfg.Symbols, Params: params, Weights: cfg.Heatmap.LeverageWeights,
@@ -67,11 +79,22 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		sim := simulator.New(simulator.Config{Symbols: cfg.Symbols, Interval: step, Tick: cfg.Sim.Tick, Seed: cfg.Demo.Seed}, st, simulator.RealClock(), log)
 		g.Go(func() error { return sim.Run(gctx) })
 	}
+	if redisPub != nil {
+		g.Go(func() error { return redisPub.Run(gctx) })
+	}
 	g.Go(func() error { return loop.Run(gctx) })
 	g.Go(func() error {
 		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist), 5*time.Second, log)
 	})
 	return g.Wait()
+}
+
+// redisFrames hands the loop's frames to the Redis publisher, which never blocks.
+type redisFrames struct{ p *bus.RedisPublisher }
+
+func (r redisFrames) Publish(_ context.Context, f snapshot.Frame) error {
+	r.p.Publish(bus.Frame{Symbol: f.Symbol, Bytes: f.Bytes})
+	return nil
 }
 
 // SeedDemo writes cfg.Demo.Days of demo candles and OI for every symbol that has

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/heatmap"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
@@ -21,6 +22,7 @@ type Config struct {
 	DB       string   `mapstructure:"db" desc:"DuckDB file, created with its directory when missing"`
 	Symbols  []string `mapstructure:"symbols" desc:"symbols to compute and serve"`
 	LogLevel string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	RedisURL string   `mapstructure:"redis_url" desc:"publish frames to Redis (redis://host:6379/0); empty = HTTP only, the embedded default"`
 	Snapshot Snapshot `mapstructure:"snapshot"`
 	Heatmap  Heatmap  `mapstructure:"heatmap"`
 	History  History  `mapstructure:"history"`
@@ -88,6 +90,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		return fmt.Errorf("db: must be set")
+	}
+	if c.RedisURL != "" && !bus.IsRedisURL(c.RedisURL) {
+		return fmt.Errorf("redis_url: want redis://host:port/db, got %q", c.RedisURL)
 	}
 	if len(c.Symbols) == 0 {
 		return fmt.Errorf("symbols: at least one symbol is needed")

@@ -15,6 +15,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"default is valid", func(*Config) {}, ""},
 		{"lower-case symbols are normalised", func(c *Config) { c.Symbols = []string{"btcusdt"} }, ""},
 		{"no listen", func(c *Config) { c.Listen = "" }, "listen:"},
+		{"redis url", func(c *Config) { c.RedisURL = "localhost:6379" }, "redis_url:"},
 		{"no db", func(c *Config) { c.DB = "" }, "db:"},
 		{"no symbols", func(c *Config) { c.Symbols = nil }, "symbols:"},
 		{"bad symbol", func(c *Config) { c.Symbols = []string{"BTC-USDT"} }, `symbols: "BTC-USDT"`},
