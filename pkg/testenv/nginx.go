@@ -49,7 +49,7 @@ func StartNginx(t testing.TB, template string, upstreams []string) *Nginx {
 	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
 	// nginx forks workers that inherit the output pipes: kill the whole
 	// process group, or Wait blocks on a pipe a worker still holds.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	n.cmd.WaitDelay = 5 * time.Second
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("start nginx: %v", err)

@@ -18,6 +18,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "import" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := app.Import(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	cfg := conf.Default()
 	if err := config.Load("snapshotter", os.Args[1:], os.Stderr, &cfg); err != nil {
 		if errors.Is(err, config.ErrHelp) {

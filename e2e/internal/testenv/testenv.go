@@ -93,6 +93,8 @@ func Start(t testing.TB, name, dir string, args ...string) *Proc {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+	// If the test binary dies (a timeout panic skips Cleanup), so does the service.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,67 +1,547 @@
-// liqstream.js — a minimal client for liqstream's /ws/heatmap stream.
-// Events: "snapshot" (the frame), "status" ("connected" | "disconnected"),
-// "warning" and "error" (the server's frames).
+// liqstream.js — the browser client of liqstream's live liquidation heatmap.
+//
+// A dependency-free ES module: import { LiqstreamClient } from "/liqstream.js".
+// It keeps a WebSocket to /ws/heatmap open for as long as the page lives:
+// reconnects with backoff, resubscribes, falls back to HTTP polling when the
+// socket cannot be had, and tells the page how data is flowing through one
+// status. docs/CLIENT.md is the reference; docs/API.md the protocol.
+
+/** The values of the "status" event and of client.status. */
+export const Status = Object.freeze({
+  CONNECTED: "connected", // socket open, snapshots stream
+  SLOW: "slow", // socket open, but the server reported SLOW_CONSUMER recently
+  DISCONNECTED: "disconnected", // socket lost, reconnecting; no data flows yet
+  POLLING: "polling", // snapshots come from /api/v1/snapshot/{symbol}
+  FAILED: "failed", // socket given up and polling does not reach the server
+});
+
+/** Tunables; every one can be overridden through the constructor. */
+export const DEFAULTS = Object.freeze({
+  updateInterval: 5, // seconds between snapshots of a symbol; also the poll period
+  reconnectBase: 2000, // first retry delay, doubled per attempt ...
+  reconnectMax: 32000, // ... up to this
+  maxAttempts: 5, // reconnect attempts per outage: 2, 4, 8, 16, 32 s
+  jitter: 0.2, // each delay is scaled by a random factor in [1-jitter, 1+jitter)
+  pollAfterFailures: 3, // failed connection attempts in a row before polling
+  pingInterval: 30000, // the server closes peers silent for 60 s
+  silenceTimeout: 45000, // nothing received for this long at a ping: the socket is dead
+  slowHold: 15000, // "slow" reverts to "connected" this long after the last warning
+});
+
+const OPEN = 1; // WebSocket.OPEN, spelled out so that a fake socket need not define it
+const SNAPSHOT_PATH = "/api/v1/snapshot/";
+
+/**
+ * The delay before reconnect attempt number `attempt` (1-based): reconnectBase
+ * doubled per attempt, capped at reconnectMax, times a jitter factor so that
+ * thousands of browsers dropped by one gateway do not come back in lockstep.
+ */
+export function backoffDelay(attempt, random = Math.random, opts = DEFAULTS) {
+  const base = Math.min(opts.reconnectBase * 2 ** (attempt - 1), opts.reconnectMax);
+  return Math.round(base * (1 + opts.jitter * (2 * random() - 1)));
+}
+
+/**
+ * LiqstreamClient streams snapshots of the symbols it is subscribed to.
+ *
+ * Events (all CustomEvent, payload in `event.detail`):
+ *   "snapshot" — a snapshot frame (docs/API.md), each frame once, whichever way it came
+ *   "status"   — one of Status, on every change
+ *   "warning"  — the server's warning frame (e.g. SLOW_CONSUMER)
+ *   "error"    — the server's error frame; for INVALID_SYMBOL also `symbols`, the refused
+ *                symbols, which the client has dropped from its subscriptions
+ *   "pong"     — the server's answer to a ping
+ */
 export class LiqstreamClient extends EventTarget {
-  constructor(url = defaultURL()) {
+  #o;
+  #WebSocket;
+  #fetch;
+  #setTimeout;
+  #clearTimeout;
+  #random;
+  #now;
+
+  #symbols = new Set();
+  #lastKey = new Map(); // symbol -> "timestamp|seq" of the last frame emitted
+  #want = false; // connect() called and close() not since
+  #ws = null;
+  #isOpen = false; // the current socket has opened and not closed
+  #gen = 0; // bumps whenever the current socket is let go; stale callbacks compare it
+  #openedAt = 0;
+  #gotMessage = false;
+  #lastRecv = 0;
+  #retryTimer = null;
+  #immediate = false; // the next retry skips the backoff (close code 1012)
+  #pingTimer = null;
+  #slowTimer = null;
+  #unavailable = false; // the WebSocket endpoint answered 503
+  #givenUp = false;
+  #polling = false;
+  #pollGen = 0;
+  #pollTimer = null;
+  #pollHealth = null; // did the last poll reach the server: null (unknown), true, false
+
+  /**
+   * @param {string|object} [options] the WebSocket URL, or an object:
+   *   url        WebSocket URL (default ws(s)://<this host>/ws/heatmap)
+   *   httpBase   base of the HTTP API for polling (default: derived from url)
+   *   updateInterval and the other DEFAULTS keys
+   *   WebSocket, fetch, setTimeout, clearTimeout, random, now — injectable for tests
+   */
+  constructor(options = {}) {
     super();
-    this.url = url;
-    this.symbols = new Set();
-    this.updateInterval = 5;
-    this.ws = null;
-    this.closed = false;
-    this.retry = 0;
+    if (typeof options === "string") options = { url: options };
+    this.#o = { ...DEFAULTS, ...options };
+    /** The WebSocket URL. */
+    this.url = options.url || defaultURL();
+    /** Where /api/v1/snapshot/{symbol} and the 503 probe are fetched from. */
+    this.httpBase = options.httpBase ?? httpBaseOf(this.url);
+    /** Seconds between snapshots of a symbol, sent with every subscribe. */
+    this.updateInterval = clampInterval(this.#o.updateInterval);
+    this.#WebSocket = options.WebSocket || globalThis.WebSocket;
+    this.#fetch = options.fetch || ((...a) => globalThis.fetch(...a));
+    this.#setTimeout = options.setTimeout || ((f, ms) => globalThis.setTimeout(f, ms));
+    this.#clearTimeout = options.clearTimeout || ((id) => globalThis.clearTimeout(id));
+    this.#random = options.random || Math.random;
+    this.#now = options.now || Date.now;
+    /** The current Status. */
+    this.status = Status.DISCONNECTED;
+    /** How the latest snapshot arrived: "ws", "poll" or null before the first. */
+    this.transport = null;
+    /** Reconnect attempts made in the current outage (0 while connected). */
+    this.attempt = 0;
+    /** Connection attempts in a row that never opened. */
+    this.failures = 0;
+    /** When the next reconnect attempt is due (ms, the `now` clock), or null. */
+    this.nextRetryAt = null;
   }
 
+  /** The subscribed symbols, upper case. */
+  get subscriptions() {
+    return [...this.#symbols];
+  }
+
+  /** Opens the socket (and keeps it open) until close(). Returns this. */
   connect() {
-    this.closed = false;
-    const ws = new WebSocket(this.url);
-    this.ws = ws;
+    if (this.#want) return this;
+    this.#want = true;
+    this.#resetOutage();
+    this.#open();
+    return this;
+  }
+
+  /**
+   * Starts over after the client gave up ("failed") or when the page knows the
+   * network is back (the browser's "online" event): a fresh budget of
+   * attempts, the first one now.
+   */
+  reconnect() {
+    if (!this.#want) return this.connect();
+    if (this.#ws) return this;
+    this.#cancelRetry();
+    this.#resetOutage();
+    this.#open();
+    return this;
+  }
+
+  /** Stops everything; subscriptions are kept for a later connect(). */
+  close() {
+    this.#want = false;
+    this.#cancelRetry();
+    this.#stopPolling();
+    this.#stopPing();
+    this.#clearSlow();
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#isOpen = false;
+    this.#gen++;
+    if (ws) {
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
+    this.#setStatus(Status.DISCONNECTED);
+  }
+
+  /**
+   * Adds symbols (a string or an array; case-insensitive). `updateInterval`
+   * (seconds, 1–60) applies to every subscribed symbol from now on.
+   */
+  subscribe(symbols, updateInterval) {
+    const list = normalize(symbols);
+    if (updateInterval != null) this.updateInterval = clampInterval(updateInterval);
+    for (const s of list) this.#symbols.add(s);
+    if (list.length) this.#send({ action: "subscribe", symbols: list, update_interval: this.updateInterval });
+    if (this.#polling) for (const s of list) this.#pollOne(s, this.#pollGen);
+    return this;
+  }
+
+  /** Removes symbols; their snapshots stop, also any already in flight. */
+  unsubscribe(symbols) {
+    const list = normalize(symbols).filter((s) => this.#symbols.has(s));
+    for (const s of list) {
+      this.#symbols.delete(s);
+      this.#lastKey.delete(s);
+    }
+    if (list.length) this.#send({ action: "unsubscribe", symbols: list });
+    return this;
+  }
+
+  // ---- socket ----
+
+  #open() {
+    this.#retryTimer = null;
+    this.nextRetryAt = null;
+    if (!this.#want || this.#ws) return;
+    let ws;
+    try {
+      ws = new this.#WebSocket(this.url);
+    } catch {
+      // A URL the constructor refuses fails like a refused connection.
+      this.#onClose(false, 1006);
+      return;
+    }
+    this.#ws = ws;
+    const gen = ++this.#gen;
+    let opened = false;
     ws.onopen = () => {
-      this.retry = 0;
-      this.emit("status", "connected");
-      if (this.symbols.size) this.send({ action: "subscribe", symbols: [...this.symbols], update_interval: this.updateInterval });
-      this.pinger = setInterval(() => this.send({ action: "ping" }), 30000);
+      if (gen !== this.#gen) return;
+      opened = true;
+      this.#onOpen();
     };
     ws.onmessage = (ev) => {
-      let msg;
-      try { msg = JSON.parse(ev.data); } catch { return; }
-      if (["snapshot", "warning", "error", "pong"].includes(msg.type)) this.emit(msg.type, msg);
+      if (gen === this.#gen) this.#onMessage(ev.data);
     };
-    ws.onclose = () => {
-      clearInterval(this.pinger);
-      this.emit("status", "disconnected");
-      if (this.closed) return;
-      const delay = Math.min(2000 * 2 ** this.retry++, 32000);
-      setTimeout(() => this.connect(), delay);
+    ws.onclose = (ev) => {
+      if (gen !== this.#gen) return;
+      this.#ws = null;
+      this.#gen++;
+      this.#onClose(opened, ev && ev.code);
     };
+    ws.onerror = () => {}; // a close event follows and carries what matters
   }
 
-  subscribe(symbols, updateInterval = this.updateInterval) {
-    symbols.forEach((s) => this.symbols.add(s));
-    this.updateInterval = updateInterval;
-    this.send({ action: "subscribe", symbols, update_interval: updateInterval });
+  #onOpen() {
+    this.#isOpen = true;
+    this.failures = 0;
+    this.#unavailable = false;
+    this.#givenUp = false;
+    this.#openedAt = this.#lastRecv = this.#now();
+    this.#gotMessage = false;
+    this.#stopPolling();
+    this.#setStatus(Status.CONNECTED);
+    if (this.#symbols.size) {
+      this.#send({ action: "subscribe", symbols: [...this.#symbols], update_interval: this.updateInterval });
+    }
+    this.#schedulePing();
   }
 
-  unsubscribe(symbols) {
-    symbols.forEach((s) => this.symbols.delete(s));
-    this.send({ action: "unsubscribe", symbols });
+  #onClose(opened, code) {
+    this.#isOpen = false;
+    this.#stopPing();
+    this.#clearSlow();
+    if (!this.#want) return;
+    if (opened) {
+      // Only a connection that proved itself resets the budget: a server
+      // that accepts and closes at once must not be hammered every 2 s.
+      if (this.#gotMessage || this.#now() - this.#openedAt >= this.#o.reconnectBase * 2) this.attempt = 0;
+      // 1012 is a gateway draining for a restart: the balancer already has
+      // another one, so come back at once (docs/API.md, close codes).
+      this.#immediate = code === 1012;
+      this.#setStatus(Status.DISCONNECTED);
+    } else {
+      this.failures++;
+      this.#probe();
+      if (this.failures >= this.#o.pollAfterFailures) this.#startPolling();
+    }
+    this.#scheduleRetry();
   }
 
-  close() {
-    this.closed = true;
-    if (this.ws) this.ws.close(1000, "client closed");
+  #scheduleRetry() {
+    if (this.#retryTimer != null || !this.#want) return;
+    let delay = 0;
+    if (this.#immediate) {
+      this.#immediate = false;
+    } else {
+      if (this.attempt >= this.#o.maxAttempts) {
+        this.#giveUp();
+        return;
+      }
+      this.attempt++;
+      delay = backoffDelay(this.attempt, this.#random, this.#o);
+    }
+    this.nextRetryAt = this.#now() + delay;
+    this.#retryTimer = this.#setTimeout(() => this.#open(), delay);
   }
 
-  send(obj) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  #cancelRetry() {
+    if (this.#retryTimer != null) this.#clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.nextRetryAt = null;
   }
 
-  emit(type, detail) {
+  #resetOutage() {
+    this.attempt = 0;
+    this.failures = 0;
+    this.#givenUp = false;
+    this.#immediate = false;
+  }
+
+  #giveUp() {
+    this.#givenUp = true;
+    this.nextRetryAt = null;
+    // Polling is normally running by now (3 failures come before 5
+    // attempts); with other settings it is the last resort.
+    this.#startPolling();
+    this.#setStatus(this.#pollHealth === true ? Status.POLLING : Status.FAILED);
+  }
+
+  // A browser WebSocket hides the HTTP status of a refused upgrade, so ask
+  // over plain HTTP: 503 means the server refuses sockets (ws_enabled=false,
+  // draining, full) but still answers polls.
+  #probe() {
+    Promise.resolve()
+      .then(() => this.#fetch(this.httpBase + "/ws/heatmap", { cache: "no-store" }))
+      .then(
+        (res) => {
+          if (res && res.status === 503 && this.#want && !this.#isOpen) {
+            this.#unavailable = true;
+            this.#startPolling();
+          }
+        },
+        () => {},
+      );
+  }
+
+  #onMessage(data) {
+    this.#lastRecv = this.#now();
+    this.#gotMessage = true;
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    switch (msg && msg.type) {
+      case "snapshot":
+        this.#deliver(msg, "ws");
+        break;
+      case "warning":
+        if (msg.code === "SLOW_CONSUMER") this.#markSlow();
+        this.#emit("warning", msg);
+        break;
+      case "error":
+        this.#onServerError(msg);
+        break;
+      case "pong":
+        this.#emit("pong", msg);
+        break;
+    }
+  }
+
+  // A subscribe is all or nothing on the server, so a symbol it refuses must
+  // leave the set: resubscribing it on every reconnect would refuse the rest
+  // too. The error frame does not say which message it answers, so the
+  // remaining symbols are subscribed again (their latest frames are deduplicated).
+  #onServerError(msg) {
+    if (msg.code === "INVALID_SYMBOL") {
+      const m = /unknown symbol\(s\) ([^;]+)/.exec(msg.message || "");
+      const refused = m ? normalize(m[1].split(",")).filter((s) => this.#symbols.has(s)) : [];
+      if (refused.length) {
+        for (const s of refused) {
+          this.#symbols.delete(s);
+          this.#lastKey.delete(s);
+        }
+        msg.symbols = refused;
+        if (this.#symbols.size) {
+          this.#send({ action: "subscribe", symbols: [...this.#symbols], update_interval: this.updateInterval });
+        }
+      }
+    }
+    this.#emit("error", msg);
+  }
+
+  #schedulePing() {
+    this.#stopPing();
+    this.#pingTimer = this.#setTimeout(() => {
+      this.#pingTimer = null;
+      if (!this.#ws) return;
+      // A laptop waking from sleep keeps a socket that looks open but is
+      // dead; the browser may take minutes to notice, so notice here.
+      if (this.#now() - this.#lastRecv > this.#o.silenceTimeout) {
+        this.#dropDeadSocket();
+        return;
+      }
+      this.#send({ action: "ping" });
+      this.#schedulePing();
+    }, this.#o.pingInterval);
+  }
+
+  #stopPing() {
+    if (this.#pingTimer != null) this.#clearTimeout(this.#pingTimer);
+    this.#pingTimer = null;
+  }
+
+  #dropDeadSocket() {
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#gen++;
+    try {
+      ws.close();
+    } catch {
+      // nothing to close
+    }
+    this.#onClose(true, 1006);
+  }
+
+  #markSlow() {
+    if (this.status !== Status.CONNECTED && this.status !== Status.SLOW) return;
+    this.#setStatus(Status.SLOW);
+    this.#clearSlow();
+    this.#slowTimer = this.#setTimeout(() => {
+      this.#slowTimer = null;
+      if (this.status === Status.SLOW && this.#ws) this.#setStatus(Status.CONNECTED);
+    }, this.#o.slowHold);
+  }
+
+  #clearSlow() {
+    if (this.#slowTimer != null) this.#clearTimeout(this.#slowTimer);
+    this.#slowTimer = null;
+  }
+
+  #send(obj) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== OPEN) return false;
+    try {
+      ws.send(JSON.stringify(obj));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- polling ----
+
+  #startPolling() {
+    if (this.#polling || !this.#want) return;
+    this.#polling = true;
+    this.#pollHealth = null;
+    this.#setStatus(Status.POLLING);
+    this.#pollTick();
+  }
+
+  #stopPolling() {
+    if (!this.#polling) return;
+    this.#polling = false;
+    this.#pollGen++;
+    if (this.#pollTimer != null) this.#clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
+    this.#pollHealth = null;
+  }
+
+  #pollTick() {
+    this.#pollTimer = null;
+    const gen = this.#pollGen;
+    const syms = [...this.#symbols];
+    Promise.all(syms.map((s) => this.#pollOne(s, gen))).then((reached) => {
+      if (gen !== this.#pollGen) return;
+      if (syms.length) this.#pollResult(reached.some(Boolean));
+      // Scheduled after the answers, so a slow server never has polls pile up.
+      if (gen === this.#pollGen) this.#pollTimer = this.#setTimeout(() => this.#pollTick(), this.updateInterval * 1000);
+    });
+  }
+
+  // Resolves to whether the server answered at all.
+  async #pollOne(sym, gen) {
+    try {
+      const res = await this.#fetch(this.httpBase + SNAPSHOT_PATH + encodeURIComponent(sym), { cache: "no-store" });
+      if (gen !== this.#pollGen) return true;
+      if (res.status === 404) {
+        const body = await res.json().catch(() => ({}));
+        if (gen === this.#pollGen && this.#symbols.has(sym)) {
+          this.#symbols.delete(sym);
+          this.#lastKey.delete(sym);
+          this.#emit("error", {
+            type: "error",
+            code: "INVALID_SYMBOL",
+            message: (body && body.error) || `unknown symbol ${sym}`,
+            symbols: [sym],
+          });
+        }
+        return true;
+      }
+      if (!res.ok) return res.status === 503; // 503: no snapshot yet, but the server is up
+      const frame = await res.json();
+      if (gen === this.#pollGen) this.#deliver(frame, "poll");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #pollResult(ok) {
+    this.#pollHealth = ok;
+    if (!this.#givenUp) return;
+    if (!ok) {
+      this.#setStatus(Status.FAILED);
+      return;
+    }
+    const wasFailed = this.status === Status.FAILED;
+    this.#setStatus(Status.POLLING);
+    // The server is reachable again after an outage that exhausted the
+    // attempts: try the socket with a fresh budget, unless it refused sockets
+    // (then polling is how this server is meant to be used).
+    if (wasFailed && !this.#unavailable && this.#retryTimer == null && !this.#ws) {
+      this.#resetOutage();
+      this.#scheduleRetry();
+    }
+  }
+
+  // ---- events ----
+
+  #deliver(frame, via) {
+    if (!frame || frame.type !== "snapshot" || !this.#symbols.has(frame.symbol)) return;
+    const key = `${frame.timestamp}|${frame.seq}`;
+    if (this.#lastKey.get(frame.symbol) === key) return; // same frame by the other path
+    this.#lastKey.set(frame.symbol, key);
+    this.transport = via;
+    this.#emit("snapshot", frame);
+  }
+
+  #setStatus(s) {
+    if (this.status === s) return;
+    this.status = s;
+    this.#emit("status", s);
+  }
+
+  #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+function normalize(symbols) {
+  const list = typeof symbols === "string" ? [symbols] : [...(symbols || [])];
+  return [...new Set(list.map((s) => String(s).trim().toUpperCase()).filter(Boolean))];
+}
+
+function clampInterval(v) {
+  const n = Math.round(Number(v));
+  if (!Number.isFinite(n)) return DEFAULTS.updateInterval;
+  return Math.min(60, Math.max(1, n));
 }
 
 function defaultURL() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   return `${proto}//${location.host}/ws/heatmap`;
+}
+
+// ws://host/prefix/ws/heatmap -> http://host/prefix, so a gateway mounted
+// under a path prefix is polled under the same prefix.
+function httpBaseOf(url) {
+  const u = new URL(url, globalThis.location ? globalThis.location.href : undefined);
+  const proto = u.protocol === "wss:" ? "https:" : u.protocol === "ws:" ? "http:" : u.protocol;
+  const path = u.pathname.replace(/\/ws\/heatmap\/?$/, "").replace(/\/$/, "");
+  return `${proto}//${u.host}${path}`;
 }

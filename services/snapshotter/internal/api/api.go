@@ -27,8 +27,9 @@ type Handler struct {
 
 // New returns the handler for the given symbols; history serves the
 // time-series endpoint.
-func New(board *snapshot.Board, symbols []string, history http.Handler) *Handler {
+func New(board *snapshot.Board, symbols []string, history, metrics http.Handler) *Handler {
 	h := &Handler{board: board, symbols: symbols, mux: http.NewServeMux()}
+	h.mux.Handle("GET /metrics", metrics)
 	h.mux.Handle("GET /liquidations/heatmap-timeseries", history)
 	h.mux.HandleFunc("GET /v1/snapshots/{symbol}", h.snapshot)
 	h.mux.HandleFunc("GET /v1/symbols", h.listSymbols)

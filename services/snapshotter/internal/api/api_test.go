@@ -29,7 +29,7 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, strin
 
 func TestSnapshotEndpoint(t *testing.T) {
 	board := snapshot.NewBoard("ep")
-	srv := httptest.NewServer(New(board, []string{"BTCUSDT", "ETHUSDT"}, http.NotFoundHandler()))
+	srv := httptest.NewServer(New(board, []string{"BTCUSDT", "ETHUSDT"}, http.NotFoundHandler(), http.NotFoundHandler()))
 	defer srv.Close()
 	ctx := context.Background()
 

@@ -17,6 +17,7 @@ import (
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/demo"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/ingest"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/simulator"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
@@ -75,6 +76,18 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}, time.Now, log)
 
 	g, gctx := errgroup.WithContext(ctx)
+	metrics := newMetrics(st, redisPub)
+	if cfg.Binance.Enabled {
+		src, err := ingest.NewBinance(ingest.BinanceConfig{
+			BaseURL: cfg.Binance.BaseURL, Symbols: cfg.Symbols, Interval: cfg.Snapshot.CandleInterval,
+			PollInterval: cfg.Binance.PollInterval, Lookback: cfg.Binance.Lookback,
+		}, st, log.With("source", "binance"))
+		if err != nil {
+			return fmt.Errorf("binance: %w", err)
+		}
+		metrics.watchBinance(src)
+		g.Go(func() error { return src.Run(gctx) })
+	}
 	if cfg.Sim.Enabled {
 		sim := simulator.New(simulator.Config{Symbols: cfg.Symbols, Interval: step, Tick: cfg.Sim.Tick, Seed: cfg.Demo.Seed}, st, simulator.RealClock(), log)
 		g.Go(func() error { return sim.Run(gctx) })
@@ -84,7 +97,7 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}
 	g.Go(func() error { return loop.Run(gctx) })
 	g.Go(func() error {
-		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist), 5*time.Second, log)
+		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler()), 5*time.Second, log)
 	})
 	return g.Wait()
 }

@@ -4,6 +4,7 @@ package conf
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,6 +29,15 @@ type Config struct {
 	History  History  `mapstructure:"history"`
 	Demo     Demo     `mapstructure:"demo"`
 	Sim      Sim      `mapstructure:"simulator"`
+	Binance  Binance  `mapstructure:"binance"`
+}
+
+// Binance is the live source polling Binance's USD-M REST API.
+type Binance struct {
+	Enabled      bool          `mapstructure:"enabled" desc:"poll Binance for candles and open interest (turn the simulator and demo off)"`
+	BaseURL      string        `mapstructure:"base_url" desc:"Binance USD-M REST base URL"`
+	PollInterval time.Duration `mapstructure:"poll_interval" desc:"how often each symbol is polled (1s-5m)"`
+	Lookback     time.Duration `mapstructure:"lookback" desc:"history fetched for a symbol the store lacks (at most 30 days: Binance keeps 30 days of open interest)"`
 }
 
 // Snapshot is the compute loop.
@@ -39,10 +49,13 @@ type Snapshot struct {
 
 // Heatmap is the model's parameters.
 type Heatmap struct {
-	LeverageWeights string  `mapstructure:"leverage_weights" desc:"leverage tiers and weights, e.g. 5:15,10:30,25:25,50:20,100:10"`
-	MMR             float64 `mapstructure:"mmr" desc:"maintenance margin rate of the classic model"`
-	BinSize         float64 `mapstructure:"bin_size" desc:"price bucket in USD (1-1000)"`
-	BinSizes        string  `mapstructure:"bin_sizes" desc:"per-symbol bucket overrides, e.g. ETHUSDT:10"`
+	LeverageWeights  string  `mapstructure:"leverage_weights" desc:"leverage tiers and weights, e.g. 5:15,10:30,25:25,50:20,100:10"`
+	MMR              float64 `mapstructure:"mmr" desc:"maintenance margin rate of the classic model"`
+	BinSize          float64 `mapstructure:"bin_size" desc:"price bucket in USD (1-1000)"`
+	BinSizes         string  `mapstructure:"bin_sizes" desc:"per-symbol bucket overrides, e.g. ETHUSDT:10"`
+	Model            string  `mapstructure:"model" desc:"classic (the reference algorithm) or binance (both sides, typical price, maintenance-margin brackets)"`
+	LongShare        float64 `mapstructure:"long_share" desc:"binance model: share of new open interest taken as longs (0-1, exclusive)"`
+	PositionNotional float64 `mapstructure:"position_notional" desc:"binance model: representative single-position notional in USDT that selects the margin bracket"`
 }
 
 // History is the time-series endpoint.
@@ -74,10 +87,12 @@ func Default() Config {
 		LogLevel: "info",
 		Snapshot: Snapshot{Interval: 5 * time.Second, CandleInterval: "5m", Lookback: 7 * 24 * time.Hour},
 		// ETH trades near 3,000 USD, where 100 USD buckets would merge most bands.
-		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10"},
+		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10",
+			Model: string(heatmap.ModelClassic), LongShare: heatmap.DefaultLongShare, PositionNotional: heatmap.DefaultPositionNotional},
 		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000},
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
+		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour},
 	}
 }
 
@@ -130,6 +145,20 @@ func (c *Config) Validate() error {
 	if c.Sim.Enabled && (c.Sim.Tick < 100*time.Millisecond || c.Sim.Tick > time.Minute) {
 		return fmt.Errorf("simulator.tick: must be between 100ms and 1m, got %s", c.Sim.Tick)
 	}
+	if c.Binance.Enabled {
+		if c.Sim.Enabled || c.Demo.Enabled {
+			return fmt.Errorf("binance.enabled: the live Binance source and the demo data/simulator would write the same candles; set demo.enabled=false and simulator.enabled=false")
+		}
+		if u, err := url.Parse(c.Binance.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("binance.base_url: want https://host, got %q", c.Binance.BaseURL)
+		}
+		if c.Binance.PollInterval < time.Second || c.Binance.PollInterval > 5*time.Minute {
+			return fmt.Errorf("binance.poll_interval: must be between 1s and 5m, got %s", c.Binance.PollInterval)
+		}
+		if c.Binance.Lookback < time.Hour || c.Binance.Lookback > 30*24*time.Hour {
+			return fmt.Errorf("binance.lookback: must be between 1h and 720h, got %s", c.Binance.Lookback)
+		}
+	}
 	return nil
 }
 
@@ -143,22 +172,40 @@ func (c *Config) HeatmapParams() (map[string]heatmap.Params, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heatmap.bin_sizes: %w", err)
 	}
+	model, err := heatmap.ParseModel(c.Heatmap.Model)
+	if err != nil {
+		return nil, fmt.Errorf("heatmap.model: %w", err)
+	}
 	out := make(map[string]heatmap.Params, len(c.Symbols))
 	for _, s := range c.Symbols {
-		p := heatmap.Params{Tiers: tiers, MMR: c.Heatmap.MMR, BinSize: c.Heatmap.BinSize}
-		key := "heatmap.bin_size"
+		p := heatmap.Params{Tiers: tiers, MMR: c.Heatmap.MMR, BinSize: c.Heatmap.BinSize, Model: model,
+			LongShare: c.Heatmap.LongShare, PositionNotional: c.Heatmap.PositionNotional, Brackets: heatmap.BracketsFor(s)}
+		binKey := "heatmap.bin_size"
 		if b, ok := bins[s]; ok {
-			p.BinSize, key = b, "heatmap.bin_sizes"
+			p.BinSize, binKey = b, "heatmap.bin_sizes"
 		}
 		if err := p.Validate(); err != nil {
-			if strings.Contains(err.Error(), "mmr") {
-				key = "heatmap.mmr"
-			}
-			return nil, fmt.Errorf("%s (%s): %w", key, s, err)
+			return nil, fmt.Errorf("%s (%s): %w", paramKey(err, binKey), s, err)
 		}
 		out[s] = p
 	}
 	return out, nil
+}
+
+// paramKey names the config key behind a heatmap.Params validation error,
+// whose messages start with the parameter's name.
+func paramKey(err error, binKey string) string {
+	msg := err.Error()
+	for prefix, key := range map[string]string{
+		"bin size": binKey, "mmr": "heatmap.mmr", "long share": "heatmap.long_share",
+		"position notional": "heatmap.position_notional", "leverage weights": "heatmap.leverage_weights",
+		"model": "heatmap.model",
+	} {
+		if strings.HasPrefix(msg, prefix) {
+			return key
+		}
+	}
+	return "heatmap"
 }
 
 func parseBinSizes(s string) (map[string]float64, error) {

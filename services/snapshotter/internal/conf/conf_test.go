@@ -30,6 +30,14 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"history window", func(c *Config) { c.History.DefaultWindow = "2w" }, "history.default_window:"},
 		{"history interval", func(c *Config) { c.History.DefaultInterval = "1m" }, "history.default_interval:"},
 		{"history max", func(c *Config) { c.History.MaxSnapshots = 1 }, "history.max_snapshots:"},
+		{"model", func(c *Config) { c.Heatmap.Model = "magic" }, "heatmap.model:"},
+		{"long share", func(c *Config) { c.Heatmap.Model, c.Heatmap.LongShare = "binance", 1.5 }, "heatmap.long_share (BTCUSDT)"},
+		{"binance is valid", func(c *Config) { c.Heatmap.Model = "binance" }, ""},
+		{"binance with simulator", func(c *Config) { c.Binance.Enabled = true }, "binance.enabled:"},
+		{"binance poll", func(c *Config) {
+			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.PollInterval = true, false, false, 0
+		}, "binance.poll_interval:"},
+		{"binance valid", func(c *Config) { c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled = true, false, false }, ""},
 		{"demo days", func(c *Config) { c.Demo.Days = 0 }, "demo.days:"},
 		{"simulator tick", func(c *Config) { c.Sim.Tick = time.Millisecond }, "simulator.tick:"},
 	}

@@ -197,7 +197,7 @@ func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {
 	resp := Response{Data: make([]Entry, len(snaps)), Meta: Meta{
 		Symbol: q.Symbol, StartTime: protocol.FormatTime(q.Start), EndTime: protocol.FormatTime(q.End),
 		Interval: q.Interval, TotalSnapshots: len(snaps), PriceBinSize: q.Params.BinSize,
-		LeverageWeights: q.Weights, Model: "classic",
+		LeverageWeights: q.Weights, Model: string(q.Params.Model),
 	}}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, s := range snaps {

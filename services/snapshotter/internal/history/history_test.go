@@ -62,6 +62,12 @@ func TestParseQuery(t *testing.T) {
 				t.Fatalf("%+v", q.Params)
 			}
 		}},
+		{"binance model", "symbol=BTCUSDT&model=binance", "", func(t *testing.T, q Query) {
+			if q.Params.Model != heatmap.ModelBinance {
+				t.Fatalf("model %v", q.Params.Model)
+			}
+		}},
+		{"bad model", "symbol=BTCUSDT&model=magic", "model", nil},
 		{"missing symbol", "", "symbol", nil},
 		{"unknown symbol", "symbol=DOGEUSDT", "symbol", nil},
 		{"bad interval", "symbol=BTCUSDT&interval=1m", "interval", nil},

@@ -50,7 +50,7 @@ type Query struct {
 
 // Key identifies a query for the cache.
 func (q Query) Key() string {
-	return fmt.Sprintf("%s|%s|%d|%d|%g|%s|%g", q.Symbol, q.Interval, q.Start.UnixMicro(), q.End.UnixMicro(), q.Params.BinSize, q.Weights, q.Params.MMR)
+	return fmt.Sprintf("%s|%s|%d|%d|%g|%s|%g|%s", q.Symbol, q.Interval, q.Start.UnixMicro(), q.End.UnixMicro(), q.Params.BinSize, q.Weights, q.Params.MMR, q.Params.Model)
 }
 
 // ParamError is a bad request parameter; the message names it.
@@ -64,9 +64,9 @@ func (e *ParamError) Error() string { return e.Param + ": " + e.Msg }
 func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 	for k := range v {
 		switch k {
-		case "symbol", "time_window", "start_time", "end_time", "interval", "price_bin_size", "leverage_weights":
+		case "symbol", "time_window", "start_time", "end_time", "interval", "price_bin_size", "leverage_weights", "model":
 		default:
-			return Query{}, &ParamError{k, "unknown parameter; accepted: symbol, time_window, start_time, end_time, interval, price_bin_size, leverage_weights"}
+			return Query{}, &ParamError{k, "unknown parameter; accepted: symbol, time_window, start_time, end_time, interval, price_bin_size, leverage_weights, model"}
 		}
 	}
 	var q Query
@@ -146,6 +146,13 @@ func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 		}
 		q.Params.Tiers = tiers
 		q.Weights = s
+	}
+	if s := v.Get("model"); s != "" {
+		m, err := heatmap.ParseModel(s)
+		if err != nil {
+			return Query{}, &ParamError{"model", err.Error()}
+		}
+		q.Params.Model = m
 	}
 	if err := q.Params.Validate(); err != nil {
 		return Query{}, &ParamError{"parameters", err.Error()}

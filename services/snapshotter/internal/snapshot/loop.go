@@ -12,12 +12,14 @@ import (
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
 	"github.com/liqstream/liqstream/pkg/protocol"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
 
 // Source is the part of the store the loop reads.
 type Source interface {
-	// Version moves whenever symbol's rows change.
-	Version(symbol string) uint64
+	// ChangedSince returns the span of candle times written after version,
+	// the current version, and whether the store still knows that history.
+	ChangedSince(symbol string, version uint64) (store.Span, uint64, bool)
 	Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error)
 }
 
@@ -37,10 +39,12 @@ type Config struct {
 }
 
 type state struct {
-	version  uint64
-	computed bool
-	hash     [32]byte
-	seq      uint64
+	engine  *heatmap.Engine
+	from    time.Time // the engine's first candle's open time (window start)
+	version uint64    // store version the engine reflects
+	hash    [32]byte
+	seq     uint64
+	levels  []heatmap.Level
 }
 
 // Loop is the snapshotter's heartbeat.
@@ -86,23 +90,64 @@ func (l *Loop) Tick(ctx context.Context) {
 	}
 }
 
-// update returns whether a new frame was published.
+// update brings symbol's engine up to date with the store and publishes
+// a frame if the content changed; it returns whether it published.
+//
+// Only what moved is applied: writes at or after the engine's last candle
+// revise it and append newer ones (O(changes)); a write further back, a lost
+// change history or a window older than lookback plus a day rebuilds from
+// the window start.
 func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	st := l.state[sym]
-	v := l.src.Version(sym)
-	if st.computed && v == st.version {
+	span, cur, complete := l.src.ChangedSince(sym, st.version)
+	now := l.now()
+	if st.engine != nil && cur == st.version && !st.from.Before(now.Add(-l.cfg.Lookback-24*time.Hour)) {
 		return false, nil
 	}
-	from := l.now().Add(-l.cfg.Lookback).Truncate(l.cfg.CandleStep)
+	last, haveLast := heatmap.Candle{}, false
+	if st.engine != nil {
+		last, haveLast = st.engine.Last()
+	}
+	rebuild := st.engine == nil || !haveLast || !complete ||
+		(!span.Min.IsZero() && span.Min.Before(last.OpenTime)) ||
+		st.from.Before(now.Add(-l.cfg.Lookback-24*time.Hour))
+	var from time.Time
+	if rebuild {
+		from = now.Add(-l.cfg.Lookback).Truncate(l.cfg.CandleStep)
+	} else {
+		from = last.OpenTime
+	}
 	candles, err := l.src.Candles(ctx, sym, l.cfg.CandleInterval, from, time.Time{})
 	if err != nil {
 		return false, err
 	}
-	st.version, st.computed = v, true
-	if len(candles) == 0 {
+	if rebuild {
+		p, ok := l.cfg.Params[sym]
+		if !ok {
+			return false, fmt.Errorf("compute %s: no heatmap parameters configured", sym)
+		}
+		eng, err := heatmap.NewEngine(p)
+		if err != nil {
+			return false, fmt.Errorf("compute %s: %w", sym, err)
+		}
+		st.engine, st.from = eng, from
+	}
+	for i, c := range candles {
+		if !rebuild && i == 0 && c.OpenTime.Equal(last.OpenTime) {
+			_, err = st.engine.ReviseNoLevels(c)
+		} else {
+			_, err = st.engine.ApplyNoLevels(c)
+		}
+		if err != nil {
+			st.engine = nil // the next tick rebuilds from the store
+			return false, fmt.Errorf("compute %s: %w", sym, err)
+		}
+	}
+	st.version = cur
+	if _, ok := st.engine.Last(); !ok {
 		return false, nil
 	}
-	data, err := l.compute(sym, from, candles)
+	data, err := l.encode(sym, st)
 	if err != nil {
 		return false, err
 	}
@@ -122,37 +167,27 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	return true, nil
 }
 
-// compute replays the window and encodes the payload of its last snapshot.
-func (l *Loop) compute(sym string, from time.Time, candles []heatmap.Candle) ([]byte, error) {
-	p, ok := l.cfg.Params[sym]
-	if !ok {
-		return nil, fmt.Errorf("compute %s: no heatmap parameters configured", sym)
-	}
-	eng, err := heatmap.NewClassic(p)
-	if err != nil {
-		return nil, fmt.Errorf("compute %s: %w", sym, err)
-	}
-	var last heatmap.Snapshot
-	for _, c := range candles {
-		last = eng.Apply(c)
-	}
-	long, short := eng.Totals()
-	levels := make([]protocol.Level, len(last.Levels))
-	for i, lv := range last.Levels {
+// encode renders the engine's current state as a snapshot payload.
+func (l *Loop) encode(sym string, st *state) ([]byte, error) {
+	p := st.engine.Params()
+	st.levels = st.engine.AppendLevels(st.levels[:0])
+	long, short := st.engine.Totals()
+	levels := make([]protocol.Level, len(st.levels))
+	for i, lv := range st.levels {
 		levels[i] = protocol.Level{Price: lv.Price, LongDensity: lv.LongDensity, ShortDensity: lv.ShortDensity}
 	}
-	c := last.Candle
+	c, _ := st.engine.Last()
 	return protocol.EncodeSnapshotData(protocol.SnapshotData{
 		Levels:            levels,
-		CurrentPrice:      last.CurrentPrice,
+		CurrentPrice:      c.Close,
 		PositionsCreated:  long.Created + short.Created,
 		PositionsConsumed: long.Consumed + short.Consumed,
-		TotalLongVolume:   last.TotalLongVolume,
-		TotalShortVolume:  last.TotalShortVolume,
+		TotalLongVolume:   long.Remaining,
+		TotalShortVolume:  short.Remaining,
 		BinSize:           p.BinSize,
-		Model:             "classic",
+		Model:             string(p.Model),
 		Interval:          l.cfg.CandleInterval,
-		WindowStart:       protocol.FormatTime(from),
+		WindowStart:       protocol.FormatTime(st.from),
 		Candle: protocol.Candle{
 			OpenTime: protocol.FormatTime(c.OpenTime), Open: c.Open, High: c.High,
 			Low: c.Low, Close: c.Close, Volume: c.Volume,

@@ -142,3 +142,56 @@ func TestBoardWait(t *testing.T) {
 		t.Fatal("a frame of a new epoch was treated as unchanged")
 	}
 }
+
+// The loop's incremental path (revise the open candle, append new ones) must
+// publish exactly what a loop starting from scratch on the same store would.
+func TestIncrementalEqualsRebuild(t *testing.T) {
+	ctx := context.Background()
+	st, l, rec, now := newFixture(t)
+	series(t, st, 10)
+	l.Tick(ctx)
+	for step := 0; step < 6; step++ {
+		k, _, _ := st.LastKline(ctx, "BTCUSDT", "5m")
+		if step%2 == 0 {
+			// The open candle moves: a dip that liquidates some longs.
+			k.Low, k.Close = k.Low*0.985, k.Low*0.99
+			if err := st.UpsertKlines(ctx, []store.Kline{k}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// A new candle opens with more open interest.
+			n := store.Kline{Symbol: "BTCUSDT", Interval: "5m", OpenTime: k.OpenTime.Add(5 * time.Minute), Open: k.Close, High: k.Close * 1.01, Low: k.Close * 0.999, Close: k.Close * 1.005, Volume: 3}
+			if err := st.UpsertKlines(ctx, []store.Kline{n}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.UpsertOpenInterest(ctx, []store.OpenInterest{{Symbol: "BTCUSDT", TS: n.OpenTime, OpenInterest: 1, OpenInterestValue: 8e9 + float64(20+step)*1e6}}); err != nil {
+				t.Fatal(err)
+			}
+			*now = now.Add(5 * time.Minute)
+		}
+		l.Tick(ctx)
+	}
+	fresh := New(l.cfg, st, l.now, l.log, &recorder{})
+	fresh.Tick(ctx)
+	got := payload(t, rec.frames[len(rec.frames)-1].Bytes)
+	want := payload(t, fresh.pubs[0].(*recorder).frames[0].Bytes)
+	if got != want {
+		t.Fatalf("incremental payload differs from a rebuild:\n got %s\nwant %s", got, want)
+	}
+	if len(rec.frames) < 4 {
+		t.Fatalf("only %d frames published over 6 changes", len(rec.frames))
+	}
+}
+
+// payload is a frame's data without window_start: both loops' windows
+// reach back before the first stored candle, so only that label differs.
+func payload(t *testing.T, frame []byte) string {
+	t.Helper()
+	var m struct{ Data map[string]json.RawMessage }
+	if err := json.Unmarshal(frame, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m.Data, "window_start")
+	b, _ := json.Marshal(m.Data)
+	return string(b)
+}

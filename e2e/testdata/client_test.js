@@ -1,0 +1,494 @@
+// Unit tests of /liqstream.js, run in Chromium by TestClientUnit
+// (browser_test.go): Node may be missing on a CI machine, a browser is not.
+// Each case builds a client on a fake socket, fake fetch and fake clock, so
+// 62 s of backoff run in milliseconds and every delay is exact.
+import { LiqstreamClient, Status, backoffDelay, DEFAULTS } from "/liqstream.js";
+
+// Lets promise chains (fetch, json) settle: every microtask runs before the
+// next task. A MessageChannel task, unlike a nested setTimeout(0), is not
+// clamped to 4 ms, which would make the 60 s of fake time take seconds.
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()();
+async function flush() {
+  for (let i = 0; i < 2; i++) {
+    await new Promise((r) => {
+      waiting.push(r);
+      channel.port2.postMessage(0);
+    });
+  }
+}
+
+class FakeClock {
+  t = 1_000_000;
+  #timers = new Map();
+  #next = 1;
+  now = () => this.t;
+  setTimeout = (fn, ms) => {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.t + Math.max(0, ms || 0), fn });
+    return id;
+  };
+  clearTimeout = (id) => {
+    this.#timers.delete(id);
+  };
+  // Runs every timer due within ms, in time order, letting promises settle
+  // between them, as the real event loop would.
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      await flush();
+      let best = null;
+      for (const [id, tm] of this.#timers) {
+        if (tm.at <= end && (!best || tm.at < best.tm.at)) best = { id, tm };
+      }
+      if (!best) break;
+      this.#timers.delete(best.id);
+      this.t = best.tm.at;
+      best.tm.fn();
+    }
+    this.t = end;
+    await flush();
+  }
+}
+
+// A WebSocket stand-in the test drives by hand: open(), fail(), drop(code),
+// message(obj). Everything the client sends lands in sent, decoded.
+function fakeSocketClass() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closedWith = null;
+      sockets.push(this);
+    }
+    send(data) {
+      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+      this.sent.push(JSON.parse(data));
+    }
+    close(code) {
+      this.readyState = 3;
+      this.closedWith = code ?? 1005;
+    }
+    open() {
+      this.readyState = 1;
+      this.onopen && this.onopen({});
+    }
+    fail() {
+      this.readyState = 3;
+      this.onerror && this.onerror({});
+      this.onclose && this.onclose({ code: 1006 });
+    }
+    drop(code = 1006) {
+      this.readyState = 3;
+      this.onclose && this.onclose({ code });
+    }
+    message(obj) {
+      this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
+    }
+  }
+  return { FakeSocket, sockets };
+}
+
+function response(status, body) {
+  return { status, ok: status >= 200 && status < 300, json: async () => body };
+}
+
+// A fetch whose answers the test sets per path; calls records every path.
+function fakeFetch() {
+  const f = {
+    calls: [],
+    down: false, // the network is down: every request rejects
+    probe: 400, // what GET /ws/heatmap answers; a gorilla-style upgrade handler says 400
+    seq: 1,
+    snapshot: (sym) => response(200, frame(sym, f.seq)),
+  };
+  f.fn = async (url) => {
+    const path = new URL(url).pathname;
+    f.calls.push(path);
+    if (f.down) throw new TypeError("Failed to fetch");
+    if (path === "/ws/heatmap") return response(f.probe, { error: "x" });
+    const m = /^\/api\/v1\/snapshot\/(.+)$/.exec(path);
+    if (m) return f.snapshot(decodeURIComponent(m[1]));
+    return response(404, { error: "not found" });
+  };
+  f.polls = () => f.calls.filter((p) => p.startsWith("/api/v1/snapshot/"));
+  return f;
+}
+
+function frame(symbol, seq) {
+  return {
+    type: "snapshot",
+    symbol,
+    seq,
+    timestamp: `2025-12-29T10:00:${String(seq % 60).padStart(2, "0")}.000000000Z`,
+    data: { levels: [{ price: 98000, long_density: 1, short_density: 0 }], current_price: 98450 },
+  };
+}
+
+// A client wired to fakes, recording its events.
+function setup(opts = {}) {
+  const clock = new FakeClock();
+  const { FakeSocket, sockets } = fakeSocketClass();
+  const net = fakeFetch();
+  const rec = { status: [], snapshots: [], errors: [], warnings: [] };
+  const client = new LiqstreamClient({
+    url: "ws://gw.test/ws/heatmap",
+    WebSocket: FakeSocket,
+    fetch: net.fn,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    now: clock.now,
+    random: () => 0.5, // jitter factor exactly 1
+    ...opts,
+  });
+  client.addEventListener("status", (e) => rec.status.push(e.detail));
+  client.addEventListener("snapshot", (e) => rec.snapshots.push({ seq: e.detail.seq, symbol: e.detail.symbol, via: client.transport }));
+  client.addEventListener("error", (e) => rec.errors.push(e.detail));
+  client.addEventListener("warning", (e) => rec.warnings.push(e.detail));
+  const last = () => sockets[sockets.length - 1];
+  const delay = () => client.nextRetryAt - clock.t;
+  return { clock, sockets, net, rec, client, last, delay };
+}
+
+function eq(got, want, what) {
+  const g = JSON.stringify(got), w = JSON.stringify(want);
+  if (g !== w) throw new Error(`${what}: got ${g}, want ${w}`);
+}
+
+function ok(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+const BASES = [2000, 4000, 8000, 16000, 32000];
+
+const cases = {
+  // Never-opening sockets with the network down: retries at 2, 4, 8, 16 and
+  // 32 s, polling after the third failure, then "failed" and no 6th attempt.
+  async "backoff doubles 2s to 32s, 5 attempts, then failed"() {
+    const { clock, sockets, net, rec, client, last, delay } = setup();
+    net.down = true;
+    client.subscribe("BTCUSDT");
+    client.connect();
+    const delays = [];
+    for (let i = 0; i < 5; i++) {
+      last().fail();
+      delays.push(delay());
+      await clock.advance(delay());
+      eq(sockets.length, i + 2, `sockets after retry ${i + 1}`);
+    }
+    eq(delays, BASES, "retry delays");
+    last().fail();
+    await flush();
+    eq(client.status, Status.FAILED, "status after the 5th attempt");
+    eq(client.nextRetryAt, null, "next retry");
+    await clock.advance(10 * 60 * 1000);
+    eq(sockets.length, 6, "sockets 10 min after giving up");
+    eq(rec.status, ["polling", "failed"], "status events");
+  },
+
+  async "jitter keeps every delay within ±20% and varies it"() {
+    for (const r of [0, 0.25, 0.5, 0.75, 0.999999]) {
+      BASES.forEach((b, i) => {
+        const d = backoffDelay(i + 1, () => r);
+        ok(d >= b * 0.8 && d <= b * 1.2, `attempt ${i + 1} with random ${r}: ${d} ms outside [${b * 0.8}, ${b * 1.2}]`);
+      });
+    }
+    eq(backoffDelay(1, () => 0), 1600, "lowest first delay");
+    eq(backoffDelay(6, () => 0.5), 32000, "delays are capped at 32 s");
+    eq(DEFAULTS.maxAttempts, 5, "default attempts");
+    // Through the client, with Math.random's own jitter: within bounds, and
+    // not all equal to the base (the jitter is applied).
+    const { clock, net, client, last, delay } = setup({ random: Math.random });
+    net.down = true;
+    client.connect();
+    const seen = [];
+    for (let i = 0; i < 5; i++) {
+      last().fail();
+      const d = delay();
+      seen.push(d);
+      ok(d >= BASES[i] * 0.8 && d <= BASES[i] * 1.2, `attempt ${i + 1}: ${d} ms outside ±20% of ${BASES[i]}`);
+      await clock.advance(d);
+    }
+    ok(seen.some((d, i) => d !== BASES[i]), `no jitter applied: ${seen}`);
+  },
+
+  async "a dropped connection gets 5 attempts, then failed"() {
+    const { clock, sockets, net, rec, client, last, delay } = setup();
+    client.connect();
+    last().open();
+    await clock.advance(60000); // long enough to count as a working connection
+    net.down = true;
+    last().drop(1006);
+    eq(client.status, Status.DISCONNECTED, "status right after the drop");
+    const delays = [];
+    for (let i = 0; i < 5; i++) {
+      delays.push(delay());
+      await clock.advance(delay());
+      last().fail();
+    }
+    await flush();
+    eq(delays, BASES, "retry delays");
+    eq(sockets.length, 6, "sockets: the first and 5 attempts");
+    eq(client.status, Status.FAILED, "status");
+    eq(rec.status, ["connected", "disconnected", "polling", "failed"], "status events");
+  },
+
+  async "polling starts after 3 failed attempts, not before"() {
+    const { clock, net, rec, client, last, delay } = setup();
+    client.subscribe(["BTCUSDT"]);
+    client.connect();
+    for (let i = 1; i <= 2; i++) {
+      last().fail();
+      await flush();
+      eq(client.status, Status.DISCONNECTED, `status after ${i} failures`);
+      eq(net.polls().length, 0, `polls after ${i} failures`);
+      await clock.advance(delay());
+    }
+    last().fail();
+    await flush();
+    eq(client.status, Status.POLLING, "status after 3 failures");
+    eq(net.polls(), ["/api/v1/snapshot/BTCUSDT"], "polls");
+    eq(rec.snapshots, [{ seq: 1, symbol: "BTCUSDT", via: "poll" }], "snapshots");
+    // Then one poll per update interval (5 s by default).
+    net.seq = 2;
+    await clock.advance(4999);
+    eq(net.polls().length, 1, "polls before the interval ends");
+    await clock.advance(1);
+    eq(net.polls().length, 2, "polls after one interval");
+    eq(rec.snapshots.map((s) => s.seq), [1, 2], "snapshot seqs");
+  },
+
+  async "a 503 from /ws/heatmap starts polling at once; the socket is still retried"() {
+    const { clock, sockets, net, client, last, delay } = setup();
+    net.probe = 503;
+    client.subscribe("ETHUSDT", 1);
+    client.connect();
+    last().fail();
+    await flush();
+    eq(client.failures, 1, "failures");
+    eq(client.status, Status.POLLING, "status after one 503");
+    eq(net.polls(), ["/api/v1/snapshot/ETHUSDT"], "polls");
+    await clock.advance(1000);
+    eq(net.polls().length, 2, "polls after update_interval 1 s");
+    await clock.advance(delay());
+    eq(sockets.length, 2, "sockets: retried in the background");
+  },
+
+  async "with the socket refused for good, polling goes on and the status stays polling"() {
+    const { clock, sockets, net, rec, client, last, delay } = setup();
+    net.probe = 503;
+    client.subscribe("BTCUSDT");
+    client.connect();
+    for (let i = 0; i < 6; i++) {
+      last().fail();
+      await flush();
+      if (i < 5) await clock.advance(delay());
+    }
+    eq(sockets.length, 6, "sockets");
+    eq(client.status, Status.POLLING, "status after the attempts ran out");
+    const before = net.polls().length;
+    net.seq = 7;
+    await clock.advance(60000);
+    ok(net.polls().length >= before + 11, `polls went on: ${before} then ${net.polls().length}`);
+    eq(sockets.length, 6, "no more sockets to a server that refuses them");
+    eq(rec.status, ["polling"], "status events");
+  },
+
+  async "after failed, a server that answers again gets the socket back"() {
+    const { clock, sockets, net, client, last, delay } = setup();
+    net.down = true;
+    client.subscribe("BTCUSDT");
+    client.connect();
+    for (let i = 0; i < 6; i++) {
+      last().fail();
+      if (i < 5) await clock.advance(delay());
+    }
+    await flush();
+    eq(client.status, Status.FAILED, "status");
+    net.down = false;
+    await clock.advance(5000);
+    eq(client.status, Status.POLLING, "status once a poll succeeds");
+    await clock.advance(2400);
+    eq(sockets.length, 7, "a new attempt");
+    last().open();
+    eq(client.status, Status.CONNECTED, "status");
+  },
+
+  async "the socket coming back stops polling and resubscribes; frames are not repeated"() {
+    const { clock, net, rec, client, last, delay } = setup();
+    net.probe = 503;
+    client.subscribe(["BTCUSDT", "ETHUSDT"], 2);
+    client.connect();
+    last().fail();
+    await flush();
+    eq(client.status, Status.POLLING, "status");
+    await clock.advance(delay());
+    last().open();
+    eq(client.status, Status.CONNECTED, "status");
+    eq(last().sent, [{ action: "subscribe", symbols: ["BTCUSDT", "ETHUSDT"], update_interval: 2 }], "sent on open");
+    // The server's first frames are the ones just polled: delivered once.
+    last().message(frame("BTCUSDT", 1));
+    last().message(frame("BTCUSDT", 2));
+    eq(rec.snapshots, [
+      { seq: 1, symbol: "BTCUSDT", via: "poll" },
+      { seq: 1, symbol: "ETHUSDT", via: "poll" },
+      { seq: 2, symbol: "BTCUSDT", via: "ws" },
+    ], "snapshots");
+    const polls = net.polls().length;
+    await clock.advance(20000);
+    eq(net.polls().length, polls, "polls after the socket opened");
+  },
+
+  async "reconnect resubscribes everything held, with the interval"() {
+    const { clock, client, last, delay } = setup();
+    client.connect();
+    last().open();
+    client.subscribe(["btcusdt", "ETHUSDT"], 3);
+    client.unsubscribe("ETHUSDT");
+    client.subscribe("SOLUSDT");
+    eq(last().sent, [
+      { action: "subscribe", symbols: ["BTCUSDT", "ETHUSDT"], update_interval: 3 },
+      { action: "unsubscribe", symbols: ["ETHUSDT"] },
+      { action: "subscribe", symbols: ["SOLUSDT"], update_interval: 3 },
+    ], "sent");
+    last().message({ type: "pong" });
+    last().drop(1006);
+    eq(client.status, Status.DISCONNECTED, "status");
+    eq(delay(), 2000, "first retry");
+    await clock.advance(2000);
+    last().open();
+    eq(last().sent, [{ action: "subscribe", symbols: ["BTCUSDT", "SOLUSDT"], update_interval: 3 }], "sent after reconnect");
+    eq(client.attempt, 1, "attempt");
+    last().message(frame("BTCUSDT", 1));
+    last().drop(1006);
+    eq(delay(), 2000, "a connection that delivered resets the backoff");
+  },
+
+  async "close code 1012 (gateway restart) reconnects at once"() {
+    const { clock, sockets, client, last, delay } = setup();
+    client.connect();
+    last().open();
+    last().message({ type: "pong" });
+    last().drop(1012);
+    eq(delay(), 0, "delay after 1012");
+    await clock.advance(0);
+    eq(sockets.length, 2, "sockets");
+    last().fail();
+    eq(delay(), 2000, "then the usual backoff");
+  },
+
+  async "a connection that closes at once does not reset the backoff"() {
+    const { clock, client, last, delay } = setup();
+    client.connect();
+    last().fail();
+    await clock.advance(delay());
+    last().open();
+    last().drop(1006);
+    eq(delay(), 4000, "second attempt's delay");
+  },
+
+  async "pings every 30 s"() {
+    const { clock, client, last } = setup();
+    client.connect();
+    last().open();
+    await clock.advance(29999);
+    eq(last().sent, [], "sent before 30 s");
+    await clock.advance(1);
+    eq(last().sent, [{ action: "ping" }], "sent at 30 s");
+    last().message({ type: "pong", timestamp: "2025-12-29T10:00:00Z" });
+    await clock.advance(30000);
+    eq(last().sent.length, 2, "pings at 60 s");
+  },
+
+  async "a socket silent past 45 s is dropped and replaced"() {
+    const { clock, sockets, client, last, delay } = setup();
+    client.connect();
+    last().open();
+    await clock.advance(30000); // first ping, nothing comes back
+    await clock.advance(30000);
+    eq(client.status, Status.DISCONNECTED, "status");
+    ok(sockets[0].closedWith != null, "the dead socket was closed");
+    eq(delay(), 2000, "retry");
+  },
+
+  async "SLOW_CONSUMER warnings make the status slow for a while"() {
+    const { clock, rec, client, last } = setup();
+    client.connect();
+    last().open();
+    const w = { type: "warning", code: "SLOW_CONSUMER", message: "Connection slow - may miss updates: 3 dropped", dropped_messages: 3 };
+    last().message(w);
+    eq(client.status, Status.SLOW, "status");
+    eq(rec.warnings, [w], "warning events");
+    await clock.advance(10000);
+    last().message(w);
+    await clock.advance(10000);
+    eq(client.status, Status.SLOW, "status 10 s after the second warning");
+    await clock.advance(5000);
+    eq(client.status, Status.CONNECTED, "status 15 s after it");
+  },
+
+  async "an unknown symbol is dropped from the subscriptions with the server's text"() {
+    const { client, rec, last } = setup();
+    client.connect();
+    last().open();
+    client.subscribe(["BTCUSDT", "NOPE"]);
+    const err = { type: "error", code: "INVALID_SYMBOL", message: "unknown symbol(s) NOPE; valid symbols: BTCUSDT, ETHUSDT" };
+    last().message(err);
+    eq(rec.errors.length, 1, "error events");
+    eq(rec.errors[0].message, err.message, "error text");
+    eq(rec.errors[0].symbols, ["NOPE"], "refused symbols");
+    eq(client.subscriptions, ["BTCUSDT"], "subscriptions");
+    eq(last().sent.at(-1), { action: "subscribe", symbols: ["BTCUSDT"], update_interval: 5 }, "the rest subscribed again");
+  },
+
+  async "an unknown symbol while polling reports the server's 404 text"() {
+    const { net, rec, client, last } = setup();
+    net.probe = 503;
+    net.snapshot = (sym) =>
+      sym === "NOPE" ? response(404, { error: 'unknown symbol "NOPE"; valid symbols: BTCUSDT, ETHUSDT' }) : response(200, frame(sym, 1));
+    client.subscribe(["NOPE", "BTCUSDT"]);
+    client.connect();
+    last().fail();
+    await flush();
+    eq(rec.errors.map((e) => [e.code, e.message]), [["INVALID_SYMBOL", 'unknown symbol "NOPE"; valid symbols: BTCUSDT, ETHUSDT']], "errors");
+    eq(client.subscriptions, ["BTCUSDT"], "subscriptions");
+    eq(rec.snapshots.length, 1, "snapshots");
+  },
+
+  async "close() stops sockets, polls and timers"() {
+    const { clock, sockets, net, client, last } = setup();
+    net.probe = 503;
+    client.subscribe("BTCUSDT");
+    client.connect();
+    last().fail();
+    await flush();
+    client.close();
+    eq(client.status, Status.DISCONNECTED, "status");
+    const polls = net.polls().length;
+    await clock.advance(120000);
+    eq(sockets.length, 1, "sockets");
+    eq(net.polls().length, polls, "polls");
+  },
+
+  async "derives the HTTP base from the socket URL"() {
+    eq(new LiqstreamClient({ url: "wss://x.test/ws/heatmap" }).httpBase, "https://x.test", "wss");
+    eq(new LiqstreamClient("ws://x.test:8080/liq/ws/heatmap").httpBase, "http://x.test:8080/liq", "prefix");
+    eq(new LiqstreamClient().url, `ws://${location.host}/ws/heatmap`, "default url");
+  },
+};
+
+const results = [];
+for (const [name, fn] of Object.entries(cases)) {
+  try {
+    await fn();
+    results.push({ name, pass: true });
+  } catch (err) {
+    results.push({ name, pass: false, error: String(err && err.stack ? err.stack : err) });
+  }
+}
+window.__results = results;
+window.__done = true;
+document.getElementById("out").textContent = results.map((r) => `${r.pass ? "ok  " : "FAIL"} ${r.name}${r.error ? "\n     " + r.error : ""}`).join("\n");
