@@ -176,6 +176,9 @@ func TestPageAndHTTPSurface(t *testing.T) {
 		// Two days of demo data: 48 hourly snapshots of closed candles.
 		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&time_window=48h&interval=1h", `"total_snapshots":48`, 200},
 		{"/liquidations/heatmap-timeseries?symbol=BTCUSDT&interval=7m", `interval:`, 400},
+		{"/prices/klines?symbol=ETHUSDT&interval=1h", `"interval":"1h"`, 200},
+		{"/data/open-interest?symbol=ETHUSDT", `"open_interest_value":`, 200},
+		{"/data/date-range?symbol=BTCUSDT", `"interval":"5m"`, 200},
 	}
 	for _, tc := range tests {
 		resp, err := http.Get(s.GatewayURL() + tc.path)

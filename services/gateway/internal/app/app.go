@@ -179,7 +179,11 @@ func (g *Gateway) Routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/snapshot/{symbol}", g.snapshot)
-	mux.Handle("GET /liquidations/heatmap-timeseries", historyProxy(g.cfg.SnapshotterURL))
+	// History and the model's inputs are the snapshotter's data; the gateway relays.
+	proxy := historyProxy(g.cfg.SnapshotterURL)
+	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range"} {
+		mux.Handle("GET "+path, proxy)
+	}
 	mux.HandleFunc("GET /api/v1/symbols", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string][]string{"symbols": g.hub.Symbols()})
 	})

@@ -18,6 +18,9 @@ import (
 // MaxWait bounds a long poll so proxies with 60 s idle timeouts never cut one.
 const MaxWait = 30 * time.Second
 
+// Registrar mounts a group of endpoints.
+type Registrar interface{ Register(*http.ServeMux) }
+
 // Handler serves the snapshotter's endpoints.
 type Handler struct {
 	board   *snapshot.Board
@@ -27,8 +30,11 @@ type Handler struct {
 
 // New returns the handler for the given symbols; history serves the
 // time-series endpoint.
-func New(board *snapshot.Board, symbols []string, history, metrics http.Handler) *Handler {
+func New(board *snapshot.Board, symbols []string, history, metrics http.Handler, more ...Registrar) *Handler {
 	h := &Handler{board: board, symbols: symbols, mux: http.NewServeMux()}
+	for _, m := range more {
+		m.Register(h.mux)
+	}
 	h.mux.Handle("GET /metrics", metrics)
 	h.mux.Handle("GET /liquidations/heatmap-timeseries", history)
 	h.mux.HandleFunc("GET /v1/snapshots/{symbol}", h.snapshot)

@@ -97,7 +97,8 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}
 	g.Go(func() error { return loop.Run(gctx) })
 	g.Go(func() error {
-		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler()), 5*time.Second, log)
+		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler(),
+			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now)), 5*time.Second, log)
 	})
 	return g.Wait()
 }

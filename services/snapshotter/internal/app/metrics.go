@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -21,7 +22,7 @@ type metrics struct {
 
 func newMetrics(st *store.Store, pub *bus.RedisPublisher) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storeCollector{st})
 	if pub != nil {
 		m.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "snapshotter_redis_up", Help: "1 while the last Redis write round succeeded."},
@@ -50,6 +51,25 @@ var (
 	descPolls = prometheus.NewDesc("ingest_polls_total", "Live source polls.", nil, nil)
 	descLag   = prometheus.NewDesc("ingest_lag_seconds", "Time since a symbol was last brought up to date.", []string{"symbol"}, nil)
 )
+
+var descStoreRows = prometheus.NewDesc("store_rows", "Rows in the DuckDB store.", []string{"table"}, nil)
+
+// storeCollector counts the store's rows at scrape time.
+type storeCollector struct{ st *store.Store }
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descStoreRows }
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := c.st.Count(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descStoreRows, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descStoreRows, prometheus.GaugeValue, float64(n.Klines), "klines")
+	ch <- prometheus.MustNewConstMetric(descStoreRows, prometheus.GaugeValue, float64(n.OpenInterest), "open_interest")
+}
 
 type binanceCollector struct{ src *ingest.Binance }
 

@@ -220,6 +220,18 @@ func (s *Store) LastOpenInterest(ctx context.Context, symbol string) (OpenIntere
 	return o, true, nil
 }
 
+// DateRange returns the open times of symbol's first and last candle at
+// interval and how many there are; n is 0 when there is none.
+func (s *Store) DateRange(ctx context.Context, symbol, interval string) (first, last time.Time, n int64, err error) {
+	var f, l sql.NullTime
+	err = s.db.QueryRowContext(ctx, `SELECT min(open_time), max(open_time), count(*) FROM klines WHERE symbol = ? AND interval = ?`,
+		symbol, interval).Scan(&f, &l, &n)
+	if err != nil {
+		return time.Time{}, time.Time{}, 0, fmt.Errorf("date range %s %s: %w", symbol, interval, err)
+	}
+	return f.Time.UTC(), l.Time.UTC(), n, nil
+}
+
 // Counts is how many rows the store holds.
 type Counts struct {
 	Klines       int64

@@ -1,0 +1,188 @@
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/protocol"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// InputStore is what the input endpoints read.
+type InputStore interface {
+	Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error)
+	DateRange(ctx context.Context, symbol, interval string) (first, last time.Time, n int64, err error)
+}
+
+// Inputs serves the model's inputs as stored, compatible with the system
+// liqstream replaces: /prices/klines, /data/open-interest, /data/date-range.
+type Inputs struct {
+	store   InputStore
+	symbols []string
+	base    string // stored interval the date range reports
+	now     func() time.Time
+	maxRows int
+}
+
+// NewInputs returns the handlers' owner; base is the stored candle interval.
+func NewInputs(st InputStore, symbols []string, base string, now func() time.Time) *Inputs {
+	return &Inputs{store: st, symbols: symbols, base: base, now: now, maxRows: 10000}
+}
+
+// Register mounts the three endpoints on mux.
+func (in *Inputs) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /prices/klines", in.klines)
+	mux.HandleFunc("GET /data/open-interest", in.openInterest)
+	mux.HandleFunc("GET /data/date-range", in.dateRange)
+}
+
+type rangeQuery struct {
+	symbol, interval string
+	start, end       time.Time
+}
+
+// parseRange reads symbol, interval (default 5m) and start_time/end_time
+// (default: the last 24 hours).
+func (in *Inputs) parseRange(v url.Values) (rangeQuery, error) {
+	for k := range v {
+		if !slices.Contains([]string{"symbol", "interval", "start_time", "end_time"}, k) {
+			return rangeQuery{}, &ParamError{k, "unknown parameter; accepted: symbol, interval, start_time, end_time"}
+		}
+	}
+	q := rangeQuery{symbol: strings.ToUpper(v.Get("symbol")), interval: v.Get("interval")}
+	if err := in.checkSymbol(q.symbol); err != nil {
+		return q, err
+	}
+	if q.interval == "" {
+		q.interval = "5m"
+	}
+	step, err := store.IntervalDuration(q.interval)
+	if err != nil || !slices.Contains(Intervals, q.interval) {
+		return q, &ParamError{"interval", fmt.Sprintf("%q is not one of %s", q.interval, strings.Join(Intervals, ", "))}
+	}
+	q.end, q.start = in.now().UTC(), in.now().UTC().Add(-24*time.Hour)
+	if s := v.Get("start_time"); s != "" {
+		if q.start, err = parseTime(s); err != nil {
+			return q, &ParamError{"start_time", err.Error()}
+		}
+	}
+	if s := v.Get("end_time"); s != "" {
+		if q.end, err = parseTime(s); err != nil {
+			return q, &ParamError{"end_time", err.Error()}
+		}
+	}
+	q.start = q.start.Truncate(step)
+	if !q.end.After(q.start) {
+		return q, &ParamError{"end_time", "must be after start_time"}
+	}
+	if n := q.end.Sub(q.start) / step; int(n) > in.maxRows {
+		return q, &ParamError{"start_time", fmt.Sprintf("the range holds %d %s candles, more than %d; narrow it or use a longer interval", n, q.interval, in.maxRows)}
+	}
+	return q, nil
+}
+
+func (in *Inputs) checkSymbol(sym string) error {
+	if sym == "" {
+		return &ParamError{"symbol", "required, one of " + strings.Join(in.symbols, ", ")}
+	}
+	if !slices.Contains(in.symbols, sym) {
+		return &ParamError{"symbol", fmt.Sprintf("unknown symbol %q; valid symbols: %s", sym, strings.Join(in.symbols, ", "))}
+	}
+	return nil
+}
+
+type klineRow struct {
+	OpenTime string  `json:"open_time"`
+	Open     float64 `json:"open"`
+	High     float64 `json:"high"`
+	Low      float64 `json:"low"`
+	Close    float64 `json:"close"`
+	Volume   float64 `json:"volume"`
+}
+
+func (in *Inputs) klines(w http.ResponseWriter, r *http.Request) {
+	q, cs, ok := in.load(w, r)
+	if !ok {
+		return
+	}
+	rows := make([]klineRow, len(cs))
+	for i, c := range cs {
+		rows[i] = klineRow{protocol.FormatTime(c.OpenTime), c.Open, c.High, c.Low, c.Close, c.Volume}
+	}
+	writeJSON(w, map[string]any{"symbol": q.symbol, "interval": q.interval, "data": rows})
+}
+
+type oiRow struct {
+	Timestamp         string   `json:"timestamp"`
+	OpenInterestValue *float64 `json:"open_interest_value"` // null: no observation in the candle
+}
+
+func (in *Inputs) openInterest(w http.ResponseWriter, r *http.Request) {
+	q, cs, ok := in.load(w, r)
+	if !ok {
+		return
+	}
+	rows := make([]oiRow, len(cs))
+	for i, c := range cs {
+		rows[i].Timestamp = protocol.FormatTime(c.OpenTime)
+		if c.HasOI {
+			v := c.OIValue
+			rows[i].OpenInterestValue = &v
+		}
+	}
+	writeJSON(w, map[string]any{"symbol": q.symbol, "interval": q.interval, "data": rows})
+}
+
+func (in *Inputs) load(w http.ResponseWriter, r *http.Request) (rangeQuery, []heatmap.Candle, bool) {
+	q, err := in.parseRange(r.URL.Query())
+	if err != nil {
+		badRequest(w, err)
+		return q, nil, false
+	}
+	cs, err := in.store.Candles(r.Context(), q.symbol, q.interval, q.start, q.end)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return q, nil, false
+	}
+	return q, cs, true
+}
+
+func (in *Inputs) dateRange(w http.ResponseWriter, r *http.Request) {
+	sym := strings.ToUpper(r.URL.Query().Get("symbol"))
+	if err := in.checkSymbol(sym); err != nil {
+		badRequest(w, err)
+		return
+	}
+	first, last, n, err := in.store.DateRange(r.Context(), sym, in.base)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := map[string]any{"symbol": sym, "interval": in.base, "candles": n, "first": nil, "last": nil}
+	if n > 0 {
+		out["first"], out["last"] = protocol.FormatTime(first), protocol.FormatTime(last)
+	}
+	writeJSON(w, out)
+}
+
+func badRequest(w http.ResponseWriter, err error) {
+	var pe *ParamError
+	if errors.As(err, &pe) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
