@@ -62,6 +62,8 @@ type Options struct {
 	// LocalAddr is the source IP to dial from, e.g. 127.2.0.1: nginx's ip_hash
 	// keys on the first three octets, so tests spread clients this way.
 	LocalAddr string
+	// Compression offers permessage-deflate, as browsers do.
+	Compression bool
 }
 
 // ErrClosed is returned by Next once the connection has closed.
@@ -76,7 +78,8 @@ func Dial(url string, opt Options) (*Client, *http.Response, error) {
 		opt.Buffer = 1024
 	}
 	c := &Client{frames: make(chan Frame, opt.Buffer), closed: make(chan struct{}), stop: make(chan struct{})}
-	co := &gws.ClientOption{Addr: url, RequestHeader: opt.Header}
+	co := &gws.ClientOption{Addr: url, RequestHeader: opt.Header,
+		PermessageDeflate: gws.PermessageDeflate{Enabled: opt.Compression}}
 	if opt.LocalAddr != "" {
 		ip := net.ParseIP(opt.LocalAddr)
 		if ip == nil {

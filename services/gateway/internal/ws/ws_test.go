@@ -416,3 +416,39 @@ func TestStalledReaderIsClosedAndOthersUnaffected(t *testing.T) {
 		t.Fatalf("ws_slow_consumers_total %v, want at least %d misses", counter(f.m.SlowConsumers), cfg.SlowMaxMisses)
 	}
 }
+
+func TestCompressionNegotiatedWhenOffered(t *testing.T) {
+	tests := []struct {
+		name        string
+		server, cli bool
+		want        bool
+	}{
+		{"offered and enabled", true, true, true},
+		{"not offered", true, false, false},
+		{"disabled on the server", false, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Compression = tc.server
+			f := start(t, cfg)
+			c, resp, err := wsclient.Dial(f.url, wsclient.Options{Compression: tc.cli})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got := strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+			if got != tc.want {
+				t.Fatalf("negotiated %v (%q), want %v", got, resp.Header.Get("Sec-WebSocket-Extensions"), tc.want)
+			}
+			// A frame above the threshold arrives intact either way.
+			big := frame("BTCUSDT", 1, 64<<10)
+			f.hub.Publish("BTCUSDT", big)
+			mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}})
+			fr, err := c.Next(wait)
+			if err != nil || string(fr.Bytes) != string(big) {
+				t.Fatalf("frame %d bytes, err %v; want the %d bytes published", len(fr.Bytes), err, len(big))
+			}
+		})
+	}
+}

@@ -99,23 +99,15 @@ func (in *Inputs) checkSymbol(sym string) error {
 	return nil
 }
 
-type klineRow struct {
-	OpenTime string  `json:"open_time"`
-	Open     float64 `json:"open"`
-	High     float64 `json:"high"`
-	Low      float64 `json:"low"`
-	Close    float64 `json:"close"`
-	Volume   float64 `json:"volume"`
-}
-
 func (in *Inputs) klines(w http.ResponseWriter, r *http.Request) {
 	q, cs, ok := in.load(w, r)
 	if !ok {
 		return
 	}
-	rows := make([]klineRow, len(cs))
+	// The wire shape of a candle is the snapshot frame's: one definition.
+	rows := make([]protocol.Candle, len(cs))
 	for i, c := range cs {
-		rows[i] = klineRow{protocol.FormatTime(c.OpenTime), c.Open, c.High, c.Low, c.Close, c.Volume}
+		rows[i] = protocol.Candle{OpenTime: protocol.FormatTime(c.OpenTime), Open: c.Open, High: c.High, Low: c.Low, Close: c.Close, Volume: c.Volume}
 	}
 	writeJSON(w, map[string]any{"symbol": q.symbol, "interval": q.interval, "data": rows})
 }

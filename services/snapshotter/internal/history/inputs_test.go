@@ -56,11 +56,11 @@ func TestInputEndpoints(t *testing.T) {
 
 	// Hourly candles are the aggregate of the stored 5m ones.
 	resp, _ := http.Get(srv.URL + "/prices/klines?symbol=BTCUSDT&interval=1h&start_time=2025-12-29T00:00:00Z&end_time=2025-12-29T01:00:00Z")
-	var hourly struct{ Data []klineRow }
+	var hourly struct{ Data []protocol.Candle }
 	json.NewDecoder(resp.Body).Decode(&hourly)
 	resp.Body.Close()
 	resp, _ = http.Get(srv.URL + "/prices/klines?symbol=BTCUSDT&interval=5m&start_time=2025-12-29T00:00:00Z&end_time=2025-12-29T01:00:00Z")
-	var fine struct{ Data []klineRow }
+	var fine struct{ Data []protocol.Candle }
 	json.NewDecoder(resp.Body).Decode(&fine)
 	resp.Body.Close()
 	if len(hourly.Data) != 1 || len(fine.Data) != 12 {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"iter"
@@ -146,24 +145,10 @@ func (s *Store) importRows(ctx context.Context, t importTable, fill func(*duckdb
 		n  int
 		tr = newImportTracker()
 	)
-	err = conn.Raw(func(dc any) error {
-		dconn, ok := dc.(driver.Conn)
-		if !ok {
-			return fmt.Errorf("driver connection is %T, not a driver.Conn", dc)
-		}
-		app, err := duckdb.NewAppender(dconn, "temp", "main", stage)
-		if err != nil {
-			return fmt.Errorf("open appender: %w", err)
-		}
+	err = appendTo(conn, stage, func(app *duckdb.Appender) error {
+		var err error
 		n, err = fill(app, tr)
-		if err != nil {
-			app.Close()
-			return err
-		}
-		if err := app.Close(); err != nil {
-			return fmt.Errorf("flush appender: %w", err)
-		}
-		return nil
+		return err
 	})
 	if se := (*sourceError)(nil); errors.As(err, &se) {
 		return 0, se.err

@@ -147,23 +147,11 @@ func (s *Store) bulkUpsert(ctx context.Context, table string, rows [][]driver.Va
 		return fmt.Errorf("create staging table: %w", err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS temp.main."+stage)
-	err = conn.Raw(func(dc any) error {
-		dconn, ok := dc.(driver.Conn)
-		if !ok {
-			return fmt.Errorf("driver connection is %T, not a driver.Conn", dc)
-		}
-		app, err := duckdb.NewAppender(dconn, "temp", "main", stage)
-		if err != nil {
-			return fmt.Errorf("open appender: %w", err)
-		}
+	err = appendTo(conn, stage, func(app *duckdb.Appender) error {
 		for _, r := range rows {
 			if err := app.AppendRow(r...); err != nil {
-				app.Close()
 				return fmt.Errorf("append row: %w", err)
 			}
-		}
-		if err := app.Close(); err != nil {
-			return fmt.Errorf("flush appender: %w", err)
 		}
 		return nil
 	})
@@ -187,6 +175,29 @@ func (k Kline) Validate() error {
 		return fmt.Errorf("kline %s %s %s: negative volume", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// appendTo runs fill with DuckDB's appender on the temp table stage of conn
+// and flushes it; the appender is closed whatever fill returns.
+func appendTo(conn *sql.Conn, stage string, fill func(*duckdb.Appender) error) error {
+	return conn.Raw(func(dc any) error {
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("driver connection is %T, not a driver.Conn", dc)
+		}
+		app, err := duckdb.NewAppender(dconn, "temp", "main", stage)
+		if err != nil {
+			return fmt.Errorf("open appender: %w", err)
+		}
+		if err := fill(app); err != nil {
+			app.Close()
+			return err
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("flush appender: %w", err)
+		}
+		return nil
+	})
 }
 
 // LastKline returns the newest candle of symbol/interval; ok is false when there is none.
