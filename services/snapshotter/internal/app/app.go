@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	hist := history.New(st, history.Defaults{
 		Symbols: cfg.Symbols, Params: params, Weights: cfg.Heatmap.LeverageWeights,
 		Window: cfg.History.DefaultWindow, Interval: cfg.History.DefaultInterval, MaxSnapshots: cfg.History.MaxSnapshots,
+		Warmup: cfg.Snapshot.Lookback,
 	}, time.Now, log)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -146,7 +146,7 @@ func (h *Handler) Get(ctx context.Context, q Query) ([]byte, bool, error) {
 	h.mu.Unlock()
 	if ok {
 		span, _, complete := h.store.ChangedSince(q.Symbol, c.version)
-		if complete && !span.Overlaps(q.Start, q.End) {
+		if complete && !span.Overlaps(q.Warm, q.End) {
 			h.mu.Lock()
 			c.used = h.now()
 			h.mu.Unlock()
@@ -186,13 +186,27 @@ func (h *Handler) put(key string, c *cached) {
 }
 
 func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {
-	candles, err := h.store.Candles(ctx, q.Symbol, q.Interval, q.Start, q.End)
+	candles, err := h.store.Candles(ctx, q.Symbol, q.Interval, q.Warm, q.End)
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := heatmap.Replay(q.Params, candles)
+	eng, err := heatmap.NewEngine(q.Params)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
+	}
+	snaps := make([]heatmap.Snapshot, 0, len(candles))
+	for _, c := range candles {
+		// Warm-up candles only build positions; snapshots begin at Start.
+		if c.OpenTime.Before(q.Start) {
+			_, err = eng.ApplyNoLevels(c)
+		} else {
+			var s heatmap.Snapshot
+			s, err = eng.Apply(c)
+			snaps = append(snaps, s)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
+		}
 	}
 	resp := Response{Data: make([]Entry, len(snaps)), Meta: Meta{
 		Symbol: q.Symbol, StartTime: protocol.FormatTime(q.Start), EndTime: protocol.FormatTime(q.End),

@@ -25,7 +25,7 @@ func defaults() Defaults {
 	return Defaults{
 		Symbols: []string{"BTCUSDT", "ETHUSDT"},
 		Params:  map[string]heatmap.Params{"BTCUSDT": heatmap.DefaultParams(), "ETHUSDT": heatmap.DefaultParams()},
-		Weights: heatmap.DefaultWeights, Window: "48h", Interval: "15m", MaxSnapshots: 5000,
+		Weights: heatmap.DefaultWeights, Window: "48h", Interval: "15m", MaxSnapshots: 5000, Warmup: 12 * time.Hour,
 	}
 }
 
@@ -149,13 +149,21 @@ func TestTimeseriesAgreesWithReplayAndCaches(t *testing.T) {
 	}
 	// The oracle: the same candles replayed directly.
 	q, _ := ParseQuery(url.Values{"symbol": {"BTCUSDT"}, "time_window": {"48h"}, "interval": {"15m"}}, defaults(), now)
-	candles, err := st.Candles(context.Background(), "BTCUSDT", "15m", q.Start, q.End)
+	// The oracle replays the warm-up too, and drops its snapshots.
+	candles, err := st.Candles(context.Background(), "BTCUSDT", "15m", q.Warm, q.End)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snaps, err := heatmap.Replay(q.Params, candles)
+	all, err := heatmap.Replay(q.Params, candles)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !q.Warm.Equal(q.Start.Add(-12 * time.Hour)) {
+		t.Fatalf("warm-up starts %v, want 12h before %v", q.Warm, q.Start)
+	}
+	snaps := all[len(all)-192:]
+	if !snaps[0].Candle.OpenTime.Equal(q.Start) {
+		t.Fatalf("first snapshot at %v, want the window start %v", snaps[0].Candle.OpenTime, q.Start)
 	}
 	consumed := 0
 	for i, s := range snaps {

@@ -35,6 +35,10 @@ type Defaults struct {
 	Window       string
 	Interval     string
 	MaxSnapshots int
+	// Warmup is how far before a window's start positions are replayed, so
+	// the first snapshot already holds the positions the live stream (whose
+	// window reaches back the snapshot lookback) holds.
+	Warmup time.Duration
 }
 
 // Query is a validated request.
@@ -43,6 +47,7 @@ type Query struct {
 	Interval string
 	Step     time.Duration
 	Start    time.Time // inclusive candle open time
+	Warm     time.Time // replay starts here; snapshots start at Start
 	End      time.Time // exclusive
 	Params   heatmap.Params
 	Weights  string
@@ -126,6 +131,7 @@ func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 		q.End = last
 		q.Start = last.Add(-w)
 	}
+	q.Warm = q.Start.Add(-d.Warmup).Truncate(q.Step)
 	if n := int(q.End.Sub(q.Start) / q.Step); n > d.MaxSnapshots {
 		return Query{}, &ParamError{"interval", fmt.Sprintf("the window holds %d %s candles, more than the %d snapshots one response may carry; use a longer interval or a shorter window", n, q.Interval, d.MaxSnapshots)}
 	}
