@@ -83,27 +83,6 @@ func (s *HTTPSource) Symbols(ctx context.Context) ([]string, error) {
 	return body.Symbols, nil
 }
 
-// WaitSymbols retries Symbols until it succeeds or ctx ends, so a gateway may
-// start before its snapshotter.
-func (s *HTTPSource) WaitSymbols(ctx context.Context) ([]string, error) {
-	delay := s.minBackoff
-	for attempt := 1; ; attempt++ {
-		syms, err := s.Symbols(ctx)
-		if err == nil {
-			return syms, nil
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			s.log.Warn("waiting for snapshotter", "err", err, "attempt", attempt)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for snapshotter: %w", ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, s.maxBackoff)
-	}
-}
-
 // Run long-polls every symbol and calls deliver with each new frame, in order
 // per symbol, until ctx ends. Failures are retried with backoff, never fatal.
 func (s *HTTPSource) Run(ctx context.Context, symbols []string, deliver func(Frame)) error {

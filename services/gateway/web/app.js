@@ -505,16 +505,7 @@ function drawHeat(view) {
   }
   const p = currentPrice();
   if (p) {
-    const y = Math.round(yOf(p)) + 0.5;
-    g.strokeStyle = NOW_LINE;
-    g.globalAlpha = 0.75;
-    g.setLineDash([4, 4]);
-    g.beginPath();
-    g.moveTo(plot.x, y);
-    g.lineTo(plot.x + plot.w, y);
-    g.stroke();
-    g.setLineDash([]);
-    g.globalAlpha = 1;
+    drawPriceLine(g, plot, Math.round(yOf(p)) + 0.5);
   }
   g.restore();
   setLegend(scale);
@@ -729,17 +720,7 @@ function drawMap(view, heatPlot) {
     g.fillStyle = side === "long" ? "rgba(95, 240, 180, 0.07)" : "rgba(255, 143, 166, 0.07)";
     g.fill();
   }
-  const y = Math.round(yOf(p)) + 0.5;
-  g.strokeStyle = NOW_LINE;
-  g.globalAlpha = 0.75;
-  g.lineWidth = 1;
-  g.setLineDash([4, 4]);
-  g.beginPath();
-  g.moveTo(plot.x, y);
-  g.lineTo(plot.x + plot.w, y);
-  g.stroke();
-  g.setLineDash([]);
-  g.globalAlpha = 1;
+  drawPriceLine(g, plot, Math.round(yOf(p)) + 0.5);
   g.restore();
 
   g.font = font(10);
@@ -1006,3 +987,17 @@ function fmtDay(t) {
 }
 
 init().catch((err) => showError("", `page failed to start: ${err.message}`));
+
+// drawPriceLine is the dashed current-price line both charts share.
+function drawPriceLine(g, plot, y) {
+  g.strokeStyle = NOW_LINE;
+  g.globalAlpha = 0.75;
+  g.lineWidth = 1;
+  g.setLineDash([4, 4]);
+  g.beginPath();
+  g.moveTo(plot.x, y);
+  g.lineTo(plot.x + plot.w, y);
+  g.stroke();
+  g.setLineDash([]);
+  g.globalAlpha = 1;
+}
