@@ -26,13 +26,39 @@ type Failover struct {
 	// Switches counts entries into fallback, for metrics.
 	Switches atomic.Int64
 
+	order *Ordered
+}
+
+// Ordered passes a frame on only if its producer timestamp is newer than the
+// last one passed for its symbol, so sources that overlap (Redis and the HTTP
+// fallback, or a source restarted for a new symbol list) never hand on a
+// duplicate or an older frame. Safe for concurrent use.
+type Ordered struct {
 	mu   sync.Mutex
 	last map[string]time.Time
 }
 
+// NewOrdered returns an empty Ordered.
+func NewOrdered() *Ordered { return &Ordered{last: map[string]time.Time{}} }
+
+// Pass calls deliver with fr if fr is newer than every frame of its symbol
+// passed before. The check and the delivery happen under one lock: checked
+// apart, a newer frame could overtake an older one between them.
+func (o *Ordered) Pass(fr Frame, deliver func(Frame)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ts, ok := protocol.PeekTimestamp(fr.Bytes); ok {
+		if !ts.After(o.last[fr.Symbol]) {
+			return
+		}
+		o.last[fr.Symbol] = ts
+	}
+	deliver(fr)
+}
+
 // NewFailover combines a Redis source with an HTTP fallback.
 func NewFailover(r *RedisSource, h *HTTPSource, log *slog.Logger) *Failover {
-	return &Failover{redis: r, http: h, log: log, last: map[string]time.Time{}}
+	return &Failover{redis: r, http: h, log: log, order: NewOrdered()}
 }
 
 // Fallback reports whether frames currently come over HTTP.
@@ -43,18 +69,7 @@ func (f *Failover) RedisUp() bool { return f.redisUp.Load() }
 
 // Run delivers frames until ctx ends.
 func (f *Failover) Run(ctx context.Context, symbols []string, deliver func(Frame)) error {
-	pass := func(fr Frame) {
-		if ts, ok := protocol.PeekTimestamp(fr.Bytes); ok {
-			f.mu.Lock()
-			if !ts.After(f.last[fr.Symbol]) {
-				f.mu.Unlock()
-				return
-			}
-			f.last[fr.Symbol] = ts
-			f.mu.Unlock()
-		}
-		deliver(fr)
-	}
+	pass := func(fr Frame) { f.order.Pass(fr, deliver) }
 	events := make(chan bool, 16)
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -276,7 +276,13 @@ type ErrorFrame struct {
 
 // EncodeError encodes an error frame.
 func EncodeError(code, message string) []byte {
-	return mustMarshal(ErrorFrame{Type: TypeError, Code: code, Message: message})
+	return EncodeErrorSymbols(code, message, nil)
+}
+
+// EncodeErrorSymbols encodes an error frame about particular symbols (those
+// refused, or no longer served), so a client need not parse the message.
+func EncodeErrorSymbols(code, message string, symbols []string) []byte {
+	return mustMarshal(ErrorFrame{Type: TypeError, Code: code, Message: message, Symbols: symbols})
 }
 
 // WarningFrame tells a client it is missing data.

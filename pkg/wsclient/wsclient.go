@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -27,6 +28,7 @@ type Client struct {
 	frames chan Frame
 	closed chan struct{}
 	err    error
+	pings  atomic.Int64
 
 	// stop unblocks a reader parked on a full buffer when the owner closes;
 	// without it a stalled reader could never finish its read loop.
@@ -46,6 +48,12 @@ func (h *handler) OnMessage(_ *gws.Conn, m *gws.Message) {
 	case h.c.frames <- f:
 	case <-h.c.stop:
 	}
+}
+
+// OnPing counts the server's pings before answering them as gws does.
+func (h *handler) OnPing(c *gws.Conn, payload []byte) {
+	h.c.pings.Add(1)
+	_ = c.WritePong(payload)
 }
 
 func (h *handler) OnClose(_ *gws.Conn, err error) {
@@ -147,6 +155,9 @@ func (c *Client) Done() <-chan struct{} { return c.closed }
 
 // Err is the close reason, valid after Done.
 func (c *Client) Err() error { return c.err }
+
+// Pings is how many WebSocket pings the server has sent.
+func (c *Client) Pings() int64 { return c.pings.Load() }
 
 // Close sends a normal close frame and closes the socket.
 func (c *Client) Close() error {

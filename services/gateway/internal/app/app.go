@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ type Gateway struct {
 	src      *bus.HTTPSource
 	redis    *bus.RedisSource // nil without redis_url
 	failover *bus.Failover
+	order    *bus.Ordered // without Redis: one frame source, restarted per symbol list
 	draining atomic.Bool
 }
 
@@ -58,7 +60,7 @@ func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: log, hub: h, ws: wss, metrics: m, src: src}
+	g := &Gateway{cfg: cfg, log: log, hub: h, ws: wss, metrics: m, src: src, order: bus.NewOrdered()}
 	if cfg.RedisURL != "" {
 		client, err := bus.NewRedisClient(cfg.RedisURL)
 		if err != nil {
@@ -87,17 +89,23 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// symbols asks Redis (when configured) and the snapshotter for the symbol
-// list until one answers, so a gateway may start before either.
+// listSymbols asks Redis (when configured), then the snapshotter, for the
+// symbol list, once.
+func (g *Gateway) listSymbols(ctx context.Context) ([]string, error) {
+	if g.redis != nil {
+		if syms, err := g.redis.Symbols(ctx); err == nil {
+			return syms, nil
+		}
+	}
+	return g.src.Symbols(ctx)
+}
+
+// symbols asks for the symbol list until one source answers, so a gateway
+// may start before either.
 func (g *Gateway) symbols(ctx context.Context) ([]string, error) {
 	delay := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		if g.redis != nil {
-			if syms, err := g.redis.Symbols(ctx); err == nil {
-				return syms, nil
-			}
-		}
-		syms, err := g.src.Symbols(ctx)
+		syms, err := g.listSymbols(ctx)
 		if err == nil {
 			return syms, nil
 		}
@@ -111,6 +119,70 @@ func (g *Gateway) symbols(ctx context.Context) ([]string, error) {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// follow serves the snapshotter's symbols until ctx ends, re-reading the list
+// every symbols_refresh: on a change the frame source restarts with the new
+// list and the subscribers of a removed symbol are told.
+func (g *Gateway) follow(ctx context.Context) error {
+	syms, err := g.symbols(ctx)
+	if err != nil {
+		return nil // only a cancelled context ends the wait
+	}
+	for {
+		// The old source is stopped before the list changes, so no frame of
+		// a new symbol arrives before the hub serves it.
+		g.ws.SymbolsRemoved(g.hub.SetSymbols(syms))
+		g.metrics.SetSymbols(syms)
+		g.log.Info("serving symbols", "symbols", syms, "redis", g.redis != nil)
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if g.failover != nil {
+				g.failover.Run(sctx, syms, g.publish)
+				return
+			}
+			g.src.Run(sctx, syms, func(f bus.Frame) { g.order.Pass(f, g.publish) })
+		}()
+		next, err := g.watchSymbols(ctx, syms)
+		stop()
+		<-done
+		if err != nil {
+			return nil
+		}
+		syms = next
+	}
+}
+
+// watchSymbols returns the symbol list once it differs from current. A failed
+// read keeps the current list: the sources may be down, the symbols are not gone.
+func (g *Gateway) watchSymbols(ctx context.Context, current []string) ([]string, error) {
+	t := time.NewTicker(g.cfg.SymbolsRefresh)
+	defer t.Stop()
+	want := sortedSet(current)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		syms, err := g.listSymbols(ctx)
+		if err != nil {
+			g.log.Debug("symbol list refresh failed; keeping the current list", "err", err)
+			continue
+		}
+		if !slices.Equal(sortedSet(syms), want) {
+			g.log.Info("symbol list changed", "from", current, "to", syms)
+			return syms, nil
+		}
+	}
+}
+
+func sortedSet(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
 }
 
 // Run serves until ctx ends, then drains: /readyz turns false, upgrades are
@@ -134,19 +206,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		stopRun()
 		return nil
 	})
-	eg.Go(func() error {
-		syms, err := g.symbols(runCtx)
-		if err != nil {
-			return nil // only a cancelled context ends the wait
-		}
-		g.hub.SetSymbols(syms)
-		g.metrics.SetSymbols(syms)
-		g.log.Info("serving symbols", "symbols", syms, "redis", g.redis != nil)
-		if g.failover != nil {
-			return g.failover.Run(runCtx, syms, g.publish)
-		}
-		return g.src.Run(runCtx, syms, g.publish)
-	})
+	eg.Go(func() error { return g.follow(runCtx) })
 	eg.Go(func() error { return g.ws.Run(runCtx) })
 	eg.Go(func() error { return serve.HTTP(runCtx, g.cfg.Listen, g.Routes(), 5*time.Second, g.log) })
 	return eg.Wait()
@@ -196,7 +256,11 @@ func (g *Gateway) Routes() http.Handler {
 
 // snapshot is the polling fallback: the latest frame, exactly as streamed.
 func (g *Gateway) snapshot(w http.ResponseWriter, r *http.Request) {
-	sym := strings.ToUpper(r.PathValue("symbol"))
+	sym := strings.ToUpper(strings.TrimSpace(r.PathValue("symbol")))
+	if !g.hub.Known() {
+		writeError(w, http.StatusServiceUnavailable, "server is starting: the symbol list is not known yet; retry shortly")
+		return
+	}
 	f, ok := g.hub.Latest(sym)
 	if !ok {
 		syms := g.hub.Symbols()

@@ -32,6 +32,18 @@ func serverWith(t *testing.T, wsEnabled bool, snapshotterURL string) (*hub.Hub, 
 	return g.hub, srv
 }
 
+// serverWithout is a gateway that has not yet learnt its symbol list.
+func serverWithout(t *testing.T) (*hub.Hub, *httptest.Server) {
+	t.Helper()
+	g, err := New(conf.Default(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Routes())
+	t.Cleanup(srv.Close)
+	return g.hub, srv
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)

@@ -20,6 +20,7 @@ type Config struct {
 	InstanceID     string        `mapstructure:"instance_id" desc:"name of this gateway in logs and the X-Liqstream-Gateway upgrade header (default host:pid)"`
 	WSEnabled      bool          `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
 	DrainTimeout   time.Duration `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
+	SymbolsRefresh time.Duration `mapstructure:"symbols_refresh" desc:"how often the symbol list is re-read from Redis or the snapshotter, so added and removed symbols are followed live"`
 	WS             ws.Config     `mapstructure:"ws"`
 }
 
@@ -32,6 +33,7 @@ func Default() Config {
 		LogLevel:       "info",
 		WSEnabled:      true,
 		DrainTimeout:   10 * time.Second,
+		SymbolsRefresh: 15 * time.Second,
 		WS:             ws.DefaultConfig(),
 	}
 }
@@ -50,6 +52,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
 		return fmt.Errorf("drain_timeout: must be between 1s and 10m, got %s", c.DrainTimeout)
+	}
+	if c.SymbolsRefresh < time.Second || c.SymbolsRefresh > 10*time.Minute {
+		return fmt.Errorf("symbols_refresh: must be between 1s and 10m, got %s", c.SymbolsRefresh)
 	}
 	return c.WS.Validate()
 }

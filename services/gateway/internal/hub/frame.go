@@ -16,6 +16,9 @@ import (
 type Frame struct {
 	Symbol string
 	Bytes  []byte
+	// Order rises with every frame the hub publishes for Symbol, so a
+	// subscriber can refuse a frame not newer than one it already has.
+	Order uint64
 
 	b    *gws.Broadcaster
 	refs atomic.Int64

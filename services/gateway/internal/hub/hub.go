@@ -32,24 +32,56 @@ type Hub struct {
 	mu      sync.RWMutex
 	symbols []string // sorted
 	latest  map[string]*Frame
+	order   map[string]uint64
 	subs    map[string]map[Subscriber]struct{}
 	of      map[Subscriber]map[string]struct{}
 }
 
 // New returns a hub serving symbols.
 func New(symbols []string) *Hub {
-	h := &Hub{latest: map[string]*Frame{}, subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
+	h := &Hub{latest: map[string]*Frame{}, order: map[string]uint64{},
+		subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
 	h.SetSymbols(symbols)
 	return h
 }
 
-// SetSymbols replaces the set of symbols clients may subscribe to.
-func (h *Hub) SetSymbols(symbols []string) {
+// SetSymbols replaces the set of symbols clients may subscribe to. A symbol
+// no longer served loses its subscribers and its latest frame; the result
+// names, per subscriber, the symbols it lost, so they can be told.
+func (h *Hub) SetSymbols(symbols []string) map[Subscriber][]string {
 	s := slices.Clone(symbols)
 	sort.Strings(s)
+	s = slices.Compact(s)
 	h.mu.Lock()
-	h.symbols = slices.Compact(s)
+	var gone []*Frame
+	lost := map[Subscriber][]string{}
+	for _, sym := range h.symbols {
+		if _, ok := slices.BinarySearch(s, sym); ok {
+			continue
+		}
+		for sub := range h.subs[sym] {
+			lost[sub] = append(lost[sub], sym)
+			h.drop(sub, sym)
+		}
+		if f := h.latest[sym]; f != nil {
+			gone = append(gone, f)
+			delete(h.latest, sym)
+		}
+	}
+	h.symbols = s
 	h.mu.Unlock()
+	for _, f := range gone {
+		f.Release()
+	}
+	return lost
+}
+
+// Known reports whether the hub has a symbol list yet: before that it cannot
+// tell an unknown symbol from one it has not heard of.
+func (h *Hub) Known() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.symbols) > 0
 }
 
 // Symbols returns the served symbols, sorted.
@@ -60,11 +92,20 @@ func (h *Hub) Symbols() []string {
 }
 
 // Publish records payload as symbol's newest frame and hands it to every
-// subscriber; it returns how many subscribers it reached.
+// subscriber; it returns how many subscribers it reached. A frame of a symbol
+// outside the served list (one just removed, still in flight) is dropped.
 func (h *Hub) Publish(symbol string, payload []byte) int {
 	f := NewFrame(symbol, payload)
 	f.Retain() // the hub's reference as the latest frame
 	h.mu.Lock()
+	if _, ok := slices.BinarySearch(h.symbols, symbol); !ok {
+		h.mu.Unlock()
+		f.Release()
+		f.Release()
+		return 0
+	}
+	h.order[symbol]++
+	f.Order = h.order[symbol]
 	old := h.latest[symbol]
 	h.latest[symbol] = f
 	subs := make([]Subscriber, 0, len(h.subs[symbol]))

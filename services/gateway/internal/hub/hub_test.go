@@ -129,3 +129,48 @@ func TestFramesAreReleasedWhenReplaced(t *testing.T) {
 		t.Fatalf("replaced frame refs %d after the caller released it, want 0", n)
 	}
 }
+
+func TestSetSymbolsDropsWhatIsNoLongerServed(t *testing.T) {
+	h := New([]string{"BTCUSDT", "ETHUSDT"})
+	h.Publish("ETHUSDT", []byte("e1"))
+	eth := h.latest["ETHUSDT"]
+	a, b := &rec{}, &rec{}
+	if err := subscribe(h, a, []string{"BTCUSDT", "ETHUSDT"}, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := subscribe(h, b, []string{"BTCUSDT"}, 10); err != nil {
+		t.Fatal(err)
+	}
+	a.take()
+	lost := h.SetSymbols([]string{"BTCUSDT", "SOLUSDT"})
+	if !reflect.DeepEqual(lost, map[Subscriber][]string{a: {"ETHUSDT"}}) {
+		t.Fatalf("lost %v, want only a's ETHUSDT", lost)
+	}
+	if n := eth.refs.Load(); n != 0 {
+		t.Fatalf("the removed symbol's latest frame holds %d references, want 0", n)
+	}
+	if n := h.Publish("ETHUSDT", []byte("e2")); n != 0 || a.take() != nil {
+		t.Fatalf("a frame of a removed symbol reached %d subscribers", n)
+	}
+	if _, ok := h.Latest("ETHUSDT"); ok {
+		t.Fatal("a removed symbol still has a latest frame")
+	}
+	if got := h.Subscriptions(); !reflect.DeepEqual(got, map[string]int{"BTCUSDT": 2}) {
+		t.Fatalf("subscriptions %v", got)
+	}
+	if err := subscribe(h, b, []string{"SOLUSDT"}, 10); err != nil {
+		t.Fatalf("subscribe to an added symbol: %v", err)
+	}
+}
+
+func TestPublishOrderRisesPerSymbol(t *testing.T) {
+	h := New([]string{"BTCUSDT", "ETHUSDT"})
+	var orders []uint64
+	for _, sym := range []string{"BTCUSDT", "BTCUSDT", "ETHUSDT", "BTCUSDT"} {
+		h.Publish(sym, []byte("x"))
+		orders = append(orders, h.latest[sym].Order)
+	}
+	if !reflect.DeepEqual(orders, []uint64{1, 2, 1, 3}) {
+		t.Fatalf("orders %v, want each symbol counted on its own", orders)
+	}
+}

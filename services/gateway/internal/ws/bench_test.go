@@ -110,11 +110,10 @@ func BenchmarkPublishEnqueue10k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	busy := hub.NewFrame("BTCUSDT", []byte("in flight"))
 	for i := 0; i < conns; i++ {
 		ss := newSession(s, nil, "bench")
 		ss.interval = 0
-		ss.inflight = busy // a write that never finishes: Send only queues
+		ss.busy = true // a write that never finishes: Send only queues
 		ss.lastWarn = time.Now()
 		ss.track([]string{"BTCUSDT"})
 		if _, err := h.Subscribe(ss, []string{"BTCUSDT"}, 10); err != nil {

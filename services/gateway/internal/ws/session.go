@@ -14,18 +14,30 @@ import (
 
 // symState is one subscribed symbol of a session.
 type symState struct {
-	lastSent time.Time  // when a frame of it was last accepted for writing
-	held     *hub.Frame // newest frame waiting for the update interval
-	timer    *time.Timer
+	lastSent  time.Time  // when a frame of it was last accepted for writing
+	lastOrder uint64     // hub order of the newest frame accepted; older ones are refused
+	held      *hub.Frame // newest frame waiting for the update interval
+	timer     *time.Timer
 }
 
-// session is one connection: the hub's Subscriber. Delivery is bounded and
-// never blocks the hub: at most one snapshot write is handed to gws at a
-// time (gws's own queue is unbounded), and at most QueueSize more wait here,
-// one per symbol, a newer frame replacing an older one (the oldest goes
-// first when the queue is full). Per symbol a client gets no more than one
-// frame per update interval; frames inside the interval are held, newest
-// wins, and sent when it ends.
+// reply is a small frame for this connection alone: a pong, an error, a
+// warning, a WebSocket ping or pong.
+type reply struct {
+	op      gws.Opcode
+	payload []byte
+	code    uint16 // of a close frame
+	warning bool   // a SLOW_CONSUMER warning, encoded when it is written
+}
+
+// session is one connection: the hub's Subscriber. Every write goes through
+// it, so every write is bounded and watched: at most one write is handed to
+// gws at a time (gws's own queue is unbounded), each with its own socket
+// deadline armed when it starts and cleared when it ends. Waiting here are at
+// most MaxPendingReplies replies, which go first, and QueueSize snapshots,
+// one per symbol, a newer frame replacing an older one (the oldest goes first
+// when the queue is full). Per symbol a client gets no more than one frame
+// per update interval; frames inside the interval are held, newest wins, and
+// sent when it ends.
 type session struct {
 	srv  *Server
 	conn *gws.Conn
@@ -35,15 +47,18 @@ type session struct {
 	interval time.Duration
 	symbols  map[string]*symState
 	queue    []*hub.Frame // FIFO, one per symbol
-	inflight *hub.Frame
-	since    time.Time // when inflight was handed to gws
-	// missed counts write-deadline misses in a row; counted marks that the
-	// current write already counted, so a stalled write counts once per timeout.
+	replies  []reply      // FIFO, written before queued snapshots
+	busy     bool         // a write is handed to gws
+	since    time.Time    // when that write was handed over
+	// missed counts write-deadline misses in a row; countedUpTo marks how far
+	// the current write has been counted, so a stalled write counts once per timeout.
 	missed      int
 	countedUpTo time.Time
 	dropped     int // since the last SLOW_CONSUMER warning
 	lastWarn    time.Time
+	warnQueued  bool // a warning waits in replies; it will carry every drop until written
 	closing     bool
+	closeFrame  *reply // the close frame, written after the replies already queued
 	closeReason string
 	lastPing    time.Time
 
@@ -79,7 +94,7 @@ func (s *session) allow() bool {
 		// One error per burst: answering every flooded message would let the
 		// flood grow our write queue.
 		msg := fmt.Sprintf("too many messages: at most %g per second; further messages are ignored until the rate drops", s.srv.cfg.ActionsPerSecond)
-		s.conn.WriteAsync(gws.OpcodeText, protocol.EncodeError(protocol.CodeRateLimited, msg), nil)
+		s.replyLocked(gws.OpcodeText, protocol.EncodeError(protocol.CodeRateLimited, msg))
 	}
 	return false
 }
@@ -89,9 +104,10 @@ func (s *session) Send(f *hub.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.symbols[f.Symbol]
-	if s.closing || st == nil {
+	if s.closing || st == nil || f.Order <= st.lastOrder {
 		return
 	}
+	st.lastOrder = f.Order
 	now := s.srv.now()
 	if due := st.lastSent.Add(s.interval); !st.lastSent.IsZero() && now.Before(due) {
 		// Inside the client's interval: hold the newest, send it when due.
@@ -110,13 +126,17 @@ func (s *session) Send(f *hub.Frame) {
 	s.enqueueLocked(f, now)
 }
 
-// sendNow delivers f at once, ignoring the interval: a subscribe's first frame.
+// sendNow delivers f at once, ignoring the interval: a subscribe's first
+// frame. A frame the session already has a newer one of is not sent: a
+// publish may have overtaken the subscribe.
 func (s *session) sendNow(f *hub.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.symbols[f.Symbol] == nil {
+	st := s.symbols[f.Symbol]
+	if s.closing || st == nil || f.Order <= st.lastOrder {
 		return
 	}
+	st.lastOrder = f.Order
 	f.Retain()
 	s.enqueueLocked(f, s.srv.now())
 }
@@ -171,43 +191,127 @@ func (s *session) dropLocked(reason string, now time.Time) {
 	}
 }
 
+// warnLocked queues a SLOW_CONSUMER warning unless one is already waiting:
+// a client too slow to read one warning does not need a second.
 func (s *session) warnLocked(now time.Time) {
-	n := s.dropped
-	s.dropped = 0
 	s.lastWarn = now
-	msg := fmt.Sprintf("Connection slow - may miss updates: %d snapshot(s) replaced by newer ones", n)
-	s.conn.WriteAsync(gws.OpcodeText, protocol.EncodeWarning(protocol.WarnSlowConsumer, msg, n), nil)
+	if s.warnQueued {
+		return
+	}
+	s.warnQueued = true
+	s.pushReplyLocked(reply{op: gws.OpcodeText, warning: true})
 }
 
-// startLocked hands the next queued frame to gws if none is in flight.
+// warningLocked encodes the queued warning with every drop counted so far.
+func (s *session) warningLocked() []byte {
+	n := s.dropped
+	s.dropped, s.warnQueued = 0, false
+	msg := fmt.Sprintf("Connection slow - may miss updates: %d snapshot(s) replaced by newer ones", n)
+	return protocol.EncodeWarning(protocol.WarnSlowConsumer, msg, n)
+}
+
+// reply queues a frame for this client alone.
+func (s *session) reply(op gws.Opcode, payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replyLocked(op, payload)
+}
+
+// replyLocked queues a reply. A client with MaxPendingReplies replies it has
+// not read is not reading at all: it is closed rather than buffered for.
+func (s *session) replyLocked(op gws.Opcode, payload []byte) {
+	s.pushReplyLocked(reply{op: op, payload: payload})
+}
+
+func (s *session) pushReplyLocked(r reply) {
+	if s.closing {
+		return
+	}
+	if len(s.replies) >= s.srv.cfg.MaxPendingReplies {
+		s.closeLocked(CloseSlowConsumer, "slow_consumer",
+			fmt.Sprintf("slow consumer: %d replies not read", len(s.replies)))
+		return
+	}
+	s.replies = append(s.replies, r)
+	s.startLocked(s.srv.now())
+}
+
+// startLocked hands the next write to gws if none is in flight: the close
+// frame once closing, replies before snapshots.
 func (s *session) startLocked(now time.Time) {
-	if s.inflight != nil || len(s.queue) == 0 || s.closing {
+	if s.busy {
+		return
+	}
+	var r *reply
+	switch {
+	case len(s.replies) > 0:
+		first := s.replies[0]
+		r = &first
+		s.replies[0] = reply{}
+		s.replies = s.replies[1:]
+		if len(s.replies) == 0 {
+			s.replies = nil // let the backing array go
+		}
+		if first.warning {
+			first.payload = s.warningLocked()
+		}
+	case s.closeFrame != nil:
+		r, s.closeFrame = s.closeFrame, nil
+	case s.closing || len(s.queue) == 0:
+		return
+	}
+	s.busy, s.since, s.countedUpTo = true, now, now
+	if r != nil {
+		w := *r
+		s.conn.Async(func() {
+			s.armDeadline()
+			var err error
+			if w.op == gws.OpcodeCloseConnection {
+				err = s.conn.WriteClose(w.code, w.payload)
+			} else {
+				err = s.conn.WriteMessage(w.op, w.payload)
+			}
+			s.written(nil, err)
+		})
 		return
 	}
 	f := s.queue[0]
 	s.queue = s.queue[1:]
-	s.inflight, s.since, s.countedUpTo = f, now, now
-	// A socket that accepts nothing for the whole slow-consumer budget is
-	// dead; the deadline frees gws's writer even if the watchdog is late.
-	s.conn.SetWriteDeadline(now.Add(s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)))
+	// Queued right before the frame on gws's one-at-a-time writer, so the
+	// deadline counts from when this write starts.
+	s.conn.Async(s.armDeadline)
 	if err := f.WriteTo(s.conn, func(err error) { s.written(f, err) }); err != nil {
-		s.inflight = nil
+		s.busy = false
 		f.Release()
 	}
 }
 
-// written runs on gws's write goroutine when a snapshot write finished.
+// armDeadline runs on gws's writer just before a write: a socket that
+// accepts nothing for the whole slow-consumer budget is dead, and the
+// deadline frees the writer even if the watchdog is late.
+func (s *session) armDeadline() {
+	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)))
+}
+
+// written runs on gws's writer when a write finished; f is nil for a reply.
 func (s *session) written(f *hub.Frame, err error) {
 	now := s.srv.now()
-	if err == nil {
-		s.srv.sent(f, now)
+	if f != nil {
+		if err == nil {
+			s.srv.sent(f, now)
+		}
+		f.Release()
 	}
-	f.Release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inflight = nil
+	s.busy = false
 	if err != nil {
 		return // gws closes the connection on a write error; OnClose cleans up
+	}
+	if !s.closing {
+		// Writes gws makes on its own (answering a close) must not inherit
+		// this write's deadline; a closing session keeps closeLocked's.
+		s.conn.SetWriteDeadline(time.Time{})
 	}
 	if now.Sub(s.since) <= s.srv.cfg.WriteTimeout {
 		s.missed = 0
@@ -224,7 +328,7 @@ func (s *session) check(now time.Time) {
 		return
 	}
 	wt := s.srv.cfg.WriteTimeout
-	if s.inflight != nil && now.Sub(s.countedUpTo) > wt {
+	if s.busy && now.Sub(s.countedUpTo) > wt {
 		s.countedUpTo = s.countedUpTo.Add(wt)
 		s.missed++
 		s.srv.slowMiss()
@@ -239,22 +343,27 @@ func (s *session) check(now time.Time) {
 	}
 	if now.Sub(s.lastPing) >= s.srv.cfg.PingInterval {
 		s.lastPing = now
-		s.conn.Async(func() { s.conn.WritePing(nil) })
+		s.replyLocked(gws.OpcodePing, nil)
 	}
 }
 
 // closeLocked closes the connection with code and a reason the client sees;
-// reason is also the metrics label.
+// label is the metrics label.
 func (s *session) closeLocked(code uint16, label, reason string) {
 	if s.closing {
 		return
 	}
 	s.closing, s.closeReason = true, label
-	// The close frame goes through the write queue so frames already queued
-	// (the error explaining the close) arrive first. A write stuck in flight
-	// gets a second more, then the socket goes regardless.
+	for _, f := range s.queue {
+		f.Release()
+	}
+	s.queue = nil
+	// The close frame follows the replies already queued (the error
+	// explaining the close). A write stuck in flight gets a second more,
+	// then the socket goes regardless.
+	s.closeFrame = &reply{op: gws.OpcodeCloseConnection, payload: []byte(reason), code: code}
 	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	s.conn.Async(func() { s.conn.WriteClose(code, []byte(reason)) })
+	s.startLocked(s.srv.now())
 }
 
 // setInterval changes the client's update interval.
@@ -318,6 +427,6 @@ func (s *session) release() string {
 	for _, f := range s.queue {
 		f.Release()
 	}
-	s.queue = nil
+	s.queue, s.replies, s.closeFrame, s.warnQueued = nil, nil, nil, false
 	return s.closeReason
 }

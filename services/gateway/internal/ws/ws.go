@@ -43,6 +43,9 @@ type Config struct {
 	SlowMaxMisses int           `mapstructure:"slow_max_misses" desc:"missed write deadlines in a row before a slow client is closed"`
 	WarnInterval  time.Duration `mapstructure:"warn_interval" desc:"at most one SLOW_CONSUMER warning per client per interval"`
 	QueueSize     int           `mapstructure:"queue_size" desc:"snapshot frames waiting per connection besides the one being written"`
+	// MaxPendingReplies bounds what a client that sends but never reads can
+	// make the gateway hold: pongs, errors and warnings it has not read.
+	MaxPendingReplies int `mapstructure:"max_pending_replies" desc:"replies (pongs, errors, warnings, pings) waiting per connection; one more closes it as a slow consumer"`
 
 	MaxFrameBytes     int     `mapstructure:"max_frame_bytes" desc:"largest client frame; bigger ones close the connection with 1009"`
 	MaxSymbols        int     `mapstructure:"max_symbols" desc:"symbols one connection may subscribe to"`
@@ -72,6 +75,7 @@ func (c Config) Validate() error {
 		{c.SlowMaxMisses >= 1 && c.SlowMaxMisses <= 100, "ws.slow_max_misses", "between 1 and 100"},
 		{c.WarnInterval >= 0, "ws.warn_interval", "not negative"},
 		{c.QueueSize >= 1 && c.QueueSize <= 1000, "ws.queue_size", "between 1 and 1000"},
+		{c.MaxPendingReplies >= 1 && c.MaxPendingReplies <= 1000, "ws.max_pending_replies", "between 1 and 1000"},
 		{c.MaxFrameBytes >= 256 && c.MaxFrameBytes <= 1<<20, "ws.max_frame_bytes", "between 256 and 1048576"},
 		{c.MaxSymbols >= 1 && c.MaxSymbols <= 100, "ws.max_symbols", "between 1 and 100"},
 		{c.ActionsPerSecond > 0, "ws.actions_per_second", "above 0"},
@@ -98,7 +102,7 @@ func (c Config) Validate() error {
 func DefaultConfig() Config {
 	return Config{
 		IdleTimeout: 60 * time.Second, PingInterval: 30 * time.Second,
-		WriteTimeout: time.Second, SlowMaxMisses: 3, WarnInterval: 5 * time.Second, QueueSize: 5,
+		WriteTimeout: time.Second, SlowMaxMisses: 3, WarnInterval: 5 * time.Second, QueueSize: 5, MaxPendingReplies: 16,
 		MaxFrameBytes: 4096, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
 		MaxConns: 20000, MaxConnsPerIP: 200,
 		Compression: true, CompressionThreshold: 512,
@@ -128,9 +132,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	upgrades int // admitted, upgrade in progress: counted against the caps
 	perIP    map[string]int
 	draining bool
 	emptied  chan struct{} // closed when draining and the last session left
+	// admitted, when set, runs between admission and the upgrade: tests use it
+	// to hold an upgrade in progress while something else happens.
+	admitted func()
 
 	active    atomic.Int64
 	slowTotal atomic.Int64
@@ -232,10 +240,8 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.draining = true
 	if s.emptied == nil {
 		s.emptied = make(chan struct{})
-		if len(s.sessions) == 0 {
-			close(s.emptied)
-		}
 	}
+	s.signalEmptiedLocked()
 	emptied := s.emptied
 	s.mu.Unlock()
 	for _, ss := range s.snapshot() {
@@ -258,13 +264,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusForbidden, "refused_origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
+	if !s.hub.Known() {
+		// Until then every subscribe would be refused as unknown.
+		s.refuse(w, http.StatusServiceUnavailable, "refused_starting", "server is starting: the symbol list is not known yet; retry shortly")
+		return
+	}
 	s.mu.Lock()
 	switch {
 	case s.draining:
 		s.mu.Unlock()
 		s.refuse(w, http.StatusServiceUnavailable, "refused_draining", "server is restarting: reconnect to another instance")
 		return
-	case len(s.sessions) >= s.cfg.MaxConns:
+	case len(s.sessions)+s.upgrades >= s.cfg.MaxConns:
 		s.mu.Unlock()
 		s.refuse(w, http.StatusServiceUnavailable, "refused_total_cap", fmt.Sprintf("server is at its limit of %d connections", s.cfg.MaxConns))
 		return
@@ -273,14 +284,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusServiceUnavailable, "refused_ip_cap", fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP))
 		return
 	}
-	// Count the address before the upgrade so a burst cannot slip past the cap.
+	// Count the upgrade before it happens so a burst cannot slip past the caps.
 	s.perIP[ip]++
+	s.upgrades++
 	s.mu.Unlock()
+	if s.admitted != nil {
+		s.admitted()
+	}
 
 	conn, err := s.upgrader.Upgrade(w, r)
 	if err != nil {
 		s.mu.Lock()
+		s.upgrades--
 		s.releaseIPLocked(ip)
+		s.signalEmptiedLocked()
 		s.mu.Unlock()
 		s.metrics.Connects.WithLabelValues("upgrade_failed").Inc()
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
@@ -289,13 +306,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ss := newSession(s, conn, ip)
 	conn.Session().Store(sessionKey, ss)
 	s.mu.Lock()
+	s.upgrades--
 	s.sessions[ss] = struct{}{}
+	// A drain that began during the upgrade did not see this session.
+	draining := s.draining
 	s.mu.Unlock()
 	s.active.Add(1)
 	s.metrics.ActiveConnections.Inc()
 	s.metrics.Connects.WithLabelValues("accepted").Inc()
-	conn.SetReadDeadline(s.now().Add(s.cfg.IdleTimeout))
+	conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	if draining {
+		ss.mu.Lock()
+		ss.closeLocked(CloseServiceRestart, "drain", "service restart: reconnect")
+		ss.mu.Unlock()
+	}
 	go conn.ReadLoop()
+}
+
+// signalEmptiedLocked tells a waiting Drain that nothing is left: no session
+// and no upgrade in progress.
+func (s *Server) signalEmptiedLocked() {
+	if !s.draining || s.emptied == nil || len(s.sessions) > 0 || s.upgrades > 0 {
+		return
+	}
+	select {
+	case <-s.emptied:
+	default:
+		close(s.emptied)
+	}
 }
 
 func (s *Server) refuse(w http.ResponseWriter, code int, result, msg string) {
@@ -322,13 +360,7 @@ func (s *Server) remove(ss *session, reason string) {
 	if ok {
 		s.releaseIPLocked(ss.ip)
 	}
-	if s.draining && len(s.sessions) == 0 && s.emptied != nil {
-		select {
-		case <-s.emptied:
-		default:
-			close(s.emptied)
-		}
-	}
+	s.signalEmptiedLocked()
 	s.mu.Unlock()
 	if ok {
 		s.active.Add(-1)
@@ -365,28 +397,58 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return s.origins[strings.ToLower(strings.TrimRight(o, "/"))]
 }
 
-// clientIP is the peer address, or the forwarded one when the peer is a trusted proxy.
+// clientIP is the address connection caps count against: the peer, or, when
+// the peer is a trusted proxy, the address X-Forwarded-For names. The chain
+// is walked from the right, skipping trusted proxies, because only the
+// entries our own proxies appended can be believed; the leftmost ones are
+// whatever the client sent. X-Real-IP is ignored: behind a proxy that only
+// appends X-Forwarded-For a client could set it to anything. The result is a
+// canonical address, so a port or junk never makes a key of its own.
 func (s *Server) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+	peer, ok := parseHostAddr(r.RemoteAddr)
+	if !ok {
+		return r.RemoteAddr // not TCP (a test's pipe); nothing to trust
 	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
+	if !s.trustedAddr(peer) {
+		return peer.String()
 	}
-	for _, p := range s.trusted {
-		if p.Contains(peer.Unmap()) {
-			if xr := strings.TrimSpace(r.Header.Get("X-Real-IP")); xr != "" {
-				return xr
-			}
-			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-				parts := strings.Split(xff, ",")
-				return strings.TrimSpace(parts[len(parts)-1])
-			}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, ok := parseHostAddr(strings.TrimSpace(hops[i]))
+		if !ok {
+			break // a trusted proxy never writes junk: the client did
+		}
+		client = a
+		if !s.trustedAddr(a) {
+			break
 		}
 	}
-	return peer.Unmap().String()
+	return client.String()
+}
+
+func (s *Server) trustedAddr(a netip.Addr) bool {
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHostAddr reads "ip", "ip:port" or "[ipv6]:port" as an unmapped address.
+func parseHostAddr(v string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]"))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 const sessionKey = "s"
@@ -429,14 +491,17 @@ func closeReason(err error) string {
 
 func (h *handler) OnPing(c *gws.Conn, payload []byte) {
 	h.touch(c)
-	c.WritePong(payload)
+	if ss := sessionOf(c); ss != nil {
+		// gws reuses payload's buffer once this returns.
+		ss.reply(gws.OpcodePong, append([]byte(nil), payload...))
+	}
 }
 
 func (h *handler) OnPong(c *gws.Conn, _ []byte) { h.touch(c) }
 
 // touch pushes the idle deadline out: any frame from the peer proves it alive.
 func (h *handler) touch(c *gws.Conn) {
-	c.SetReadDeadline(h.s.now().Add(h.s.cfg.IdleTimeout))
+	c.SetReadDeadline(time.Now().Add(h.s.cfg.IdleTimeout))
 }
 
 func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
@@ -466,7 +531,7 @@ func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	}
 	switch m.Action {
 	case protocol.ActionPing:
-		c.WriteAsync(gws.OpcodeText, protocol.EncodePong(h.s.now()), nil)
+		ss.reply(gws.OpcodeText, protocol.EncodePong(h.s.now()))
 	case protocol.ActionSubscribe:
 		h.subscribe(ss, m)
 	case protocol.ActionUnsubscribe:
@@ -476,7 +541,8 @@ func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
 }
 
 // subscribe registers the symbols with the session first, so the hub's
-// immediate latest-frame send finds them, and rolls back if the hub refuses.
+// immediate latest-frame send finds them, and rolls back if the hub refuses;
+// a refused subscribe changes nothing, its update interval included.
 func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
 	ss.mu.Lock()
 	var fresh []string
@@ -486,27 +552,48 @@ func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
 		}
 	}
 	ss.mu.Unlock()
-	ss.setInterval(time.Duration(m.UpdateInterval) * time.Second)
 	ss.track(fresh)
 	latest, err := h.s.hub.Subscribe(ss, m.Symbols, h.s.cfg.MaxSymbols)
+	if err != nil {
+		ss.untrack(fresh)
+		var ue *hub.UnknownSymbolsError
+		if errors.As(err, &ue) {
+			h.replySymbols(ss, protocol.CodeInvalidSymbol, err.Error(), ue.Unknown)
+			return
+		}
+		h.reply(ss, protocol.CodeInvalidMessage, err.Error())
+		return
+	}
+	ss.setInterval(time.Duration(m.UpdateInterval) * time.Second)
 	for _, f := range latest {
 		ss.sendNow(f) // the first frame ignores the update interval
 		f.Release()
 	}
-	if err != nil {
-		ss.untrack(fresh)
-		code := protocol.CodeInvalidMessage
-		var ue *hub.UnknownSymbolsError
-		if errors.As(err, &ue) {
-			code = protocol.CodeInvalidSymbol
-		}
-		h.reply(ss, code, err.Error())
-	}
 }
 
 func (h *handler) reply(ss *session, code, msg string) {
+	h.replySymbols(ss, code, msg, nil)
+}
+
+func (h *handler) replySymbols(ss *session, code, msg string, symbols []string) {
 	h.s.metrics.ClientErrors.WithLabelValues(code).Inc()
-	ss.conn.WriteAsync(gws.OpcodeText, protocol.EncodeError(code, msg), nil)
+	ss.reply(gws.OpcodeText, protocol.EncodeErrorSymbols(code, msg, symbols))
+}
+
+// SymbolsRemoved tells each subscriber of a symbol no longer served (as
+// hub.SetSymbols returned them) and forgets those subscriptions.
+func (s *Server) SymbolsRemoved(lost map[hub.Subscriber][]string) {
+	valid := strings.Join(s.hub.Symbols(), ", ")
+	for sub, syms := range lost {
+		ss, ok := sub.(*session)
+		if !ok {
+			continue
+		}
+		ss.untrack(syms)
+		msg := fmt.Sprintf("symbol(s) %s no longer served; valid symbols: %s", strings.Join(syms, ", "), valid)
+		s.metrics.ClientErrors.WithLabelValues(protocol.CodeInvalidSymbol).Inc()
+		ss.reply(gws.OpcodeText, protocol.EncodeErrorSymbols(protocol.CodeInvalidSymbol, msg, syms))
+	}
 }
 
 func sessionOf(c *gws.Conn) *session {
