@@ -2,8 +2,11 @@ package hub
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/liqstream/liqstream/pkg/protocol"
 )
 
 // Frame is one published snapshot frame shared by every subscriber. Its gws
@@ -19,6 +22,9 @@ type Frame struct {
 	// Order rises with every frame the hub publishes for Symbol, so a
 	// subscriber can refuse a frame not newer than one it already has.
 	Order uint64
+	// Stamp is the producer's timestamp from the frame's envelope, zero if
+	// it has none: the clock update intervals are paced on.
+	Stamp time.Time
 
 	b    *gws.Broadcaster
 	refs atomic.Int64
@@ -27,6 +33,7 @@ type Frame struct {
 // NewFrame wraps payload, holding one reference for the caller.
 func NewFrame(symbol string, payload []byte) *Frame {
 	f := &Frame{Symbol: symbol, Bytes: payload, b: gws.NewBroadcaster(gws.OpcodeText, payload)}
+	f.Stamp, _ = protocol.PeekTimestamp(payload)
 	f.refs.Store(1)
 	return f
 }

@@ -27,3 +27,16 @@ func queued(s *Server) int {
 	}
 	return n
 }
+
+// sessionsIdle reports whether every session has written all it accepted.
+func sessionsIdle(s *Server) bool {
+	for _, ss := range s.snapshot() {
+		ss.mu.Lock()
+		busy := ss.busy || len(ss.queue) > 0 || len(ss.replies) > 0
+		ss.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
+}

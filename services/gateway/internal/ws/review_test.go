@@ -196,7 +196,7 @@ func TestReview5UnreadRepliesAreBounded(t *testing.T) {
 // the subscriptions the connection already has.
 func TestReview11RefusedSubscribeKeepsInterval(t *testing.T) {
 	clk := newFakeClock()
-	f := startClock(t, DefaultConfig(), clk.now)
+	f := startClock(t, DefaultConfig(), clk)
 	f.hub.Publish("BTCUSDT", frame("BTCUSDT", 1, 0))
 	c := dial(t, f.url, wsclient.Options{})
 	mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1})

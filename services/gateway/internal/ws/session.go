@@ -14,11 +14,15 @@ import (
 
 // symState is one subscribed symbol of a session.
 type symState struct {
-	lastSent  time.Time  // when a frame of it was last accepted for writing
+	pacer
 	lastOrder uint64     // hub order of the newest frame accepted; older ones are refused
-	held      *hub.Frame // newest frame waiting for the update interval
-	timer     *time.Timer
+	held      *hub.Frame // newest frame waiting for its slot
+	heldStamp time.Time
+	timer     stopper // fires at the held frame's slot
 }
+
+// stopper is a timer the session can cancel.
+type stopper interface{ Stop() bool }
 
 // reply is a small frame for this connection alone: a pong, an error, a
 // warning, a WebSocket ping or pong.
@@ -36,8 +40,8 @@ type reply struct {
 // most MaxPendingReplies replies, which go first, and QueueSize snapshots,
 // one per symbol, a newer frame replacing an older one (the oldest goes first
 // when the queue is full). Per symbol a client gets no more than one frame
-// per update interval; frames inside the interval are held, newest wins, and
-// sent when it ends.
+// per update interval, paced on the producer's clock (see pacer); a frame
+// that comes too soon is held, newest wins, and sent at its slot.
 type session struct {
 	srv  *Server
 	conn *gws.Conn
@@ -109,21 +113,50 @@ func (s *session) Send(f *hub.Frame) {
 	}
 	st.lastOrder = f.Order
 	now := s.srv.now()
-	if due := st.lastSent.Add(s.interval); !st.lastSent.IsZero() && now.Before(due) {
-		// Inside the client's interval: hold the newest, send it when due.
+	stamp := stampOf(f, now)
+	if wait := st.wait(stamp, s.interval); wait > 0 {
+		// Too soon for the client's interval: hold the newest until its slot.
 		if st.held != nil {
 			st.held.Release()
 		}
 		f.Retain()
-		st.held = f
+		st.held, st.heldStamp = f, stamp
 		if st.timer == nil {
 			sym := f.Symbol
-			st.timer = time.AfterFunc(due.Sub(now), func() { s.flushHeld(sym) })
+			st.timer = s.srv.afterFunc(wait, func() { s.flushHeld(sym) })
 		}
 		return
 	}
 	f.Retain()
+	s.sendLocked(st, f, stamp, now)
+}
+
+// stampOf is the time f is paced on: its producer's timestamp, or, for a
+// frame without one, its arrival.
+func stampOf(f *hub.Frame, now time.Time) time.Time {
+	if f.Stamp.IsZero() {
+		return now
+	}
+	return f.Stamp
+}
+
+// sendLocked queues f (taking one reference) as st's frame for this slot;
+// anything held for the slot is older and goes.
+func (s *session) sendLocked(st *symState, f *hub.Frame, stamp, now time.Time) {
+	st.stopTimer()
+	if st.held != nil {
+		st.held.Release()
+		st.held = nil
+	}
+	st.sent(stamp, s.interval)
 	s.enqueueLocked(f, now)
+}
+
+func (st *symState) stopTimer() {
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
 }
 
 // sendNow delivers f at once, ignoring the interval: a subscribe's first
@@ -137,34 +170,27 @@ func (s *session) sendNow(f *hub.Frame) {
 		return
 	}
 	st.lastOrder = f.Order
+	now := s.srv.now()
 	f.Retain()
-	s.enqueueLocked(f, s.srv.now())
+	s.sendLocked(st, f, stampOf(f, now), now)
 }
 
+// flushHeld sends sym's held frame: its slot has come.
 func (s *session) flushHeld(sym string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.symbols[sym]
-	if st == nil {
+	if st == nil || st.held == nil || s.closing {
 		return
 	}
 	st.timer = nil
 	f := st.held
 	st.held = nil
-	if f == nil || s.closing {
-		if f != nil {
-			f.Release()
-		}
-		return
-	}
-	s.enqueueLocked(f, s.srv.now())
+	s.sendLocked(st, f, st.heldStamp, s.srv.now())
 }
 
 // enqueueLocked takes ownership of one reference to f.
 func (s *session) enqueueLocked(f *hub.Frame, now time.Time) {
-	if st := s.symbols[f.Symbol]; st != nil {
-		st.lastSent = now
-	}
 	for i, q := range s.queue {
 		if q.Symbol == f.Symbol {
 			// Conflate: the client only ever wants the newest frame of a symbol.
@@ -366,11 +392,29 @@ func (s *session) closeLocked(code uint16, label, reason string) {
 	s.startLocked(s.srv.now())
 }
 
-// setInterval changes the client's update interval.
+// setInterval changes the client's update interval; a held frame's slot
+// moves with it at once.
 func (s *session) setInterval(d time.Duration) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d == s.interval {
+		return
+	}
 	s.interval = d
-	s.mu.Unlock()
+	now := s.srv.now()
+	for sym, st := range s.symbols {
+		if st.held == nil {
+			continue
+		}
+		st.stopTimer()
+		if wait := st.wait(st.heldStamp, d); wait > 0 {
+			st.timer = s.srv.afterFunc(wait, func() { s.flushHeld(sym) })
+			continue
+		}
+		f := st.held
+		st.held = nil
+		s.sendLocked(st, f, st.heldStamp, now)
+	}
 }
 
 // track adds syms to the session's subscriptions.
@@ -398,9 +442,7 @@ func (s *session) forgetLocked(sym string) {
 	if st == nil {
 		return
 	}
-	if st.timer != nil {
-		st.timer.Stop()
-	}
+	st.stopTimer()
 	if st.held != nil {
 		st.held.Release()
 	}

@@ -127,8 +127,10 @@ type Server struct {
 	metrics  *metrics.Metrics
 	upgrader *gws.Upgrader
 	now      func() time.Time
-	trusted  []netip.Prefix
-	origins  map[string]bool
+	// afterFunc schedules a held frame's send; tests move it with their clock.
+	afterFunc func(time.Duration, func()) stopper
+	trusted   []netip.Prefix
+	origins   map[string]bool
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -153,7 +155,8 @@ type Server struct {
 // behind a load balancer can tell which instance a client reached).
 func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger, header http.Header) (*Server, error) {
 	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now,
-		sessions: map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{},
+		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
+		sessions:  map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{},
 		dropped: map[string]prometheus.Counter{
 			"conflated":  m.FramesDropped.WithLabelValues("conflated"),
 			"queue_full": m.FramesDropped.WithLabelValues("queue_full"),
@@ -373,8 +376,8 @@ func (s *Server) remove(ss *session, reason string) {
 func (s *Server) sent(f *hub.Frame, now time.Time) {
 	s.sent1m.Add(now, 1)
 	s.metrics.MessagesSent.WithLabelValues(s.metrics.Symbol(f.Symbol)).Inc()
-	if ts, ok := protocol.PeekTimestamp(f.Bytes); ok {
-		s.metrics.DeliveryLatency.Observe(now.Sub(ts).Seconds())
+	if !f.Stamp.IsZero() {
+		s.metrics.DeliveryLatency.Observe(now.Sub(f.Stamp).Seconds())
 	}
 }
 

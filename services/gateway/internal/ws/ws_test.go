@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,11 +28,25 @@ type fixture struct {
 	url string
 }
 
-func start(t *testing.T, cfg Config) *fixture { return startClock(t, cfg, time.Now) }
+func start(t *testing.T, cfg Config) *fixture { return startClock(t, cfg, nil) }
 
 // fakeClock stands still until advanced, so a test decides when a client's
-// update interval has passed and when a write has missed its deadline.
-type fakeClock struct{ ns atomic.Int64 }
+// update interval has passed and when a write has missed its deadline. Its
+// timers fire, in order and on the advancing goroutine, when advanced past.
+type fakeClock struct {
+	ns     atomic.Int64
+	mu     sync.Mutex
+	timers []*fakeTimer
+	fired  []time.Time
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped atomic.Bool
+}
+
+func (t *fakeTimer) Stop() bool { return !t.stopped.Swap(true) }
 
 func newFakeClock() *fakeClock {
 	c := &fakeClock{}
@@ -39,10 +54,69 @@ func newFakeClock() *fakeClock {
 	return c
 }
 
-func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *fakeClock) now() time.Time { return time.Unix(0, c.ns.Load()) }
 
-func startClock(t *testing.T, cfg Config, now func() time.Time) *fixture {
+func (c *fakeClock) afterFunc(d time.Duration, f func()) stopper {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now().Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// advance moves the clock by d, stopping at each timer due on the way to fire it.
+func (c *fakeClock) advance(d time.Duration) {
+	end := c.now().Add(d)
+	for {
+		c.mu.Lock()
+		var next *fakeTimer
+		idx := -1
+		for i, t := range c.timers {
+			if !t.at.After(end) && (next == nil || t.at.Before(next.at)) {
+				next, idx = t, i
+			}
+		}
+		if next == nil {
+			c.mu.Unlock()
+			c.ns.Store(end.UnixNano())
+			return
+		}
+		c.timers = append(c.timers[:idx], c.timers[idx+1:]...)
+		c.mu.Unlock()
+		if next.at.After(c.now()) {
+			c.ns.Store(next.at.UnixNano())
+		}
+		if !next.stopped.Swap(true) {
+			c.mu.Lock()
+			c.fired = append(c.fired, next.at)
+			c.mu.Unlock()
+			next.f()
+		}
+	}
+}
+
+// firedAt lists when each timer fired.
+func (c *fakeClock) firedAt() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.fired...)
+}
+
+// pending is how many timers wait to fire.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.stopped.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// startClock starts a server on clk, or on the real clock when clk is nil.
+func startClock(t *testing.T, cfg Config, clk *fakeClock) *fixture {
 	t.Helper()
 	h := hub.New([]string{"BTCUSDT", "ETHUSDT", "SOLUSDT"})
 	m := metrics.New()
@@ -50,7 +124,9 @@ func startClock(t *testing.T, cfg Config, now func() time.Time) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.now = now
+	if clk != nil {
+		s.now, s.afterFunc = clk.now, clk.afterFunc
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
@@ -354,7 +430,7 @@ func TestStalledReaderIsConflatedAndWarned(t *testing.T) {
 	// counts many misses per publish; this test is about conflation, not the close.
 	cfg.WriteTimeout, cfg.SlowMaxMisses, cfg.WarnInterval = 50*time.Millisecond, 1<<30, 0
 	clk := newFakeClock()
-	f := startClock(t, cfg, clk.now)
+	f := startClock(t, cfg, clk)
 	fast := []*wsclient.Client{dial(t, f.url, wsclient.Options{}), dial(t, f.url, wsclient.Options{})}
 	slow := dial(t, f.url, wsclient.Options{Buffer: 1})
 	for _, c := range append(fast, slow) {
@@ -406,7 +482,7 @@ func TestStalledReaderIsClosedAndOthersUnaffected(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.WriteTimeout, cfg.SlowMaxMisses = 50*time.Millisecond, 3
 	clk := newFakeClock()
-	f := startClock(t, cfg, clk.now)
+	f := startClock(t, cfg, clk)
 	fast := dial(t, f.url, wsclient.Options{})
 	slow := dial(t, f.url, wsclient.Options{Buffer: 1})
 	for _, c := range []*wsclient.Client{fast, slow} {

@@ -1,0 +1,50 @@
+package ws
+
+import "time"
+
+// pacer caps one subscription to one frame per update interval without ever
+// delaying a frame that comes no faster than that.
+//
+// It decides on the producer's clock (each frame's timestamp), not on when
+// this connection last wrote: arrival jitter (network, Redis, GC, a busy
+// core) moves arrivals but not timestamps, so a producer on the client's own
+// cadence never looks early. Sent frames sit on a grid of nominal slots one
+// interval apart; a frame is due from its slot minus a tenth of the interval,
+// and a frame later than its slot plus that tolerance starts a new grid. So
+// frames that come faster are spaced by the interval ± 10 % and average
+// exactly one per interval, and the grid never drifts with delivery.
+type pacer struct {
+	last time.Time // nominal slot of the last frame sent; zero before the first
+}
+
+// tolerance is how early a frame may be and still take its slot.
+func tolerance(interval time.Duration) time.Duration { return interval / 10 }
+
+// wait returns how long, on the producer's clock, a frame stamped stamp must
+// wait for its slot; 0 means it is due now.
+func (p *pacer) wait(stamp time.Time, interval time.Duration) time.Duration {
+	if p.last.IsZero() {
+		return 0
+	}
+	next := p.last.Add(interval)
+	if !stamp.Before(next.Add(-tolerance(interval))) {
+		return 0
+	}
+	if stamp.Before(p.last.Add(-interval)) {
+		// A stamp far behind the grid with a newer hub order: the producer's
+		// clock went back (a restarted snapshotter). Start over.
+		return 0
+	}
+	return next.Sub(stamp)
+}
+
+// sent records that a frame stamped stamp went out.
+func (p *pacer) sent(stamp time.Time, interval time.Duration) {
+	next := p.last.Add(interval)
+	switch {
+	case p.last.IsZero(), stamp.After(next.Add(tolerance(interval))), stamp.Before(p.last.Add(-interval)):
+		p.last = stamp // first frame, a producer slower than the interval, or a clock reset
+	default:
+		p.last = next // on its slot, within tolerance, or held until it
+	}
+}
