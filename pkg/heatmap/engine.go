@@ -230,9 +230,10 @@ func (e *Engine) advance(c Candle, render bool) Snapshot {
 }
 
 // deltaOI is the change in open interest the model reacts to; a gap in the OI
-// series yields 0 rather than a fake jump from or to nothing.
+// series, or in the candles (AfterGap), yields 0 rather than a fake jump from
+// or to nothing, or a whole gap's change booked at one candle.
 func (e *Engine) deltaOI(c Candle) float64 {
-	if !e.s.hasLast || !e.s.last.HasOI || !c.HasOI {
+	if !e.s.hasLast || !e.s.last.HasOI || !c.HasOI || c.AfterGap {
 		return 0
 	}
 	return c.OIValue - e.s.last.OIValue

@@ -58,6 +58,13 @@ type Candle struct {
 	Open, High, Low, Close, Volume float64
 	OIValue                        float64 // average open_interest_value (USDT) over the candle
 	HasOI                          bool    // false when no OI observation fell in the candle
+	// AfterGap marks a candle with candles missing right before it. The OI
+	// change from the last candle then spans the whole gap (a missing
+	// archive day, an outage), and opening it at this one candle would fake
+	// a spike of positions, so the model counts this candle's ΔOI as 0, as
+	// it does for a missing OI value. A candle source sets it only under
+	// OIGapReset; left false, the reference algorithm is unchanged.
+	AfterGap bool
 }
 
 // Level is one price bucket; densities are remaining position volume (USDT)

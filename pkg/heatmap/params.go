@@ -26,6 +26,10 @@ const (
 	MaxLeverage = 125.0  // Binance USD-M's highest leverage
 	MinBinSize  = 1.0    // narrower buckets only add noise and levels
 	MaxBinSize  = 1000.0 // wider buckets hide the structure the heatmap exists to show
+	// MaxTiers bounds the leverage mix: every tier is a position per candle
+	// and a pass per snapshot, so an unbounded list (a request line holds
+	// ~120k) costs seconds of CPU and hundreds of MB per response.
+	MaxTiers = 32
 )
 
 // weightSumTolerance absorbs the rounding of normalising weights by their sum.
@@ -123,6 +127,10 @@ func ParseWeights(s string) ([]Tier, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("leverage weights: empty")
 	}
+	// Counted before splitting, so an oversized list costs nothing to refuse.
+	if n := strings.Count(s, ",") + 1; n > MaxTiers {
+		return nil, fmt.Errorf("leverage weights: %d tiers, at most %d", n, MaxTiers)
+	}
 	parts := strings.Split(s, ",")
 	tiers := make([]Tier, 0, len(parts))
 	seen := make(map[float64]bool, len(parts))
@@ -186,6 +194,9 @@ func (p Params) Validate() error {
 	}
 	if len(p.Tiers) == 0 {
 		return errors.New("leverage weights: no tiers")
+	}
+	if len(p.Tiers) > MaxTiers {
+		return fmt.Errorf("leverage weights: %d tiers, at most %d", len(p.Tiers), MaxTiers)
 	}
 	seen := make(map[float64]bool, len(p.Tiers))
 	var sum float64

@@ -1,6 +1,7 @@
 package heatmap_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -214,5 +215,48 @@ func TestParamsValidateBinance(t *testing.T) {
 				t.Fatalf("NewEngine() = %v, Validate() = %v", err2, err)
 			}
 		})
+	}
+}
+
+func TestReview16ParseWeightsCapsTiers(t *testing.T) {
+	weights := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			// Distinct leverages in [1, 2], valid whatever n, so only the
+			// count can be wrong.
+			parts[i] = fmt.Sprintf("%g:1", 1+float64(i)/float64(n))
+		}
+		return strings.Join(parts, ",")
+	}
+	for _, tc := range []struct {
+		n       int
+		wantErr bool
+	}{
+		{1, false},
+		{heatmap.MaxTiers, false},
+		{heatmap.MaxTiers + 1, true},
+		{120000, true},
+	} {
+		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
+			tiers, err := heatmap.ParseWeights(weights(tc.n))
+			if !tc.wantErr {
+				if err != nil || len(tiers) != tc.n {
+					t.Fatalf("%d tiers: %d parsed, %v", tc.n, len(tiers), err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "leverage weights") || !strings.Contains(err.Error(), fmt.Sprint(heatmap.MaxTiers)) {
+				t.Fatalf("%d tiers: %d parsed, err %v; want an error quoting the cap of %d", tc.n, len(tiers), err, heatmap.MaxTiers)
+			}
+		})
+	}
+	// Params built in code obey the same cap.
+	p := heatmap.DefaultParams()
+	p.Tiers = make([]heatmap.Tier, heatmap.MaxTiers+1)
+	for i := range p.Tiers {
+		p.Tiers[i] = heatmap.Tier{Leverage: 1 + float64(i), Weight: 1 / float64(len(p.Tiers))}
+	}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "leverage weights") {
+		t.Fatalf("Validate with %d tiers: %v, want a leverage weights error", len(p.Tiers), err)
 	}
 }

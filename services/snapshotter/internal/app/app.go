@@ -33,7 +33,7 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DB)
+	st, err := store.Open(ctx, cfg.DB, cfg.StoreOptions()...)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	hist := history.New(st, history.Defaults{
 		Symbols: cfg.Symbols, Params: params, Weights: cfg.Heatmap.LeverageWeights,
 		Window: cfg.History.DefaultWindow, Interval: cfg.History.DefaultInterval, MaxSnapshots: cfg.History.MaxSnapshots,
-		Warmup: cfg.Snapshot.Lookback,
+		Warmup: cfg.Snapshot.Lookback, CacheBytes: int64(cfg.History.CacheMB) << 20, ComputeTimeout: cfg.History.ComputeTimeout,
 	}, time.Now, log)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -43,7 +43,7 @@ type Binance struct {
 // Snapshot is the compute loop.
 type Snapshot struct {
 	Interval       time.Duration `mapstructure:"interval" desc:"how often changed symbols are recomputed (1s-1m)"`
-	CandleInterval string        `mapstructure:"candle_interval" desc:"candle interval the heatmap is computed on"`
+	CandleInterval string        `mapstructure:"candle_interval" desc:"candle interval the heatmap is computed on (5m or longer with the Binance source, whose open interest comes every 5m)"`
 	Lookback       time.Duration `mapstructure:"lookback" desc:"window of candles behind each live snapshot"`
 }
 
@@ -56,13 +56,16 @@ type Heatmap struct {
 	Model            string  `mapstructure:"model" desc:"classic (the reference algorithm) or binance (both sides, typical price, maintenance-margin brackets)"`
 	LongShare        float64 `mapstructure:"long_share" desc:"binance model: share of new open interest taken as longs (0-1, exclusive)"`
 	PositionNotional float64 `mapstructure:"position_notional" desc:"binance model: representative single-position notional in USDT that selects the margin bracket"`
+	OIGap            string  `mapstructure:"oi_gap" desc:"open interest across missing candles: reset (its change opens and closes nothing) or reference (the whole change lands on the candle after the gap, as the reference algorithm does)"`
 }
 
 // History is the time-series endpoint.
 type History struct {
-	DefaultWindow   string `mapstructure:"default_window" desc:"time_window when a request gives none (48h, 3d, 7d, ...)"`
-	DefaultInterval string `mapstructure:"default_interval" desc:"interval when a request gives none (5m ... 1d)"`
-	MaxSnapshots    int    `mapstructure:"max_snapshots" desc:"most snapshots one response may carry"`
+	DefaultWindow   string        `mapstructure:"default_window" desc:"time_window when a request gives none (48h, 3d, 7d, ...)"`
+	DefaultInterval string        `mapstructure:"default_interval" desc:"interval when a request gives none (5m ... 1d)"`
+	MaxSnapshots    int           `mapstructure:"max_snapshots" desc:"most snapshots one response may carry"`
+	CacheMB         int           `mapstructure:"cache_mb" desc:"MiB all cached responses may hold together; a response over an eighth of it is not cached"`
+	ComputeTimeout  time.Duration `mapstructure:"compute_timeout" desc:"longest one history computation may run (it is shared by every request asking the same, so no single caller's hang-up ends it)"`
 }
 
 // Demo seeds an empty store.
@@ -88,8 +91,9 @@ func Default() Config {
 		Snapshot: Snapshot{Interval: 5 * time.Second, CandleInterval: "5m", Lookback: 7 * 24 * time.Hour},
 		// ETH trades near 3,000 USD, where 100 USD buckets would merge most bands.
 		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10",
-			Model: string(heatmap.ModelClassic), LongShare: heatmap.DefaultLongShare, PositionNotional: heatmap.DefaultPositionNotional},
-		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000},
+			Model: string(heatmap.ModelClassic), LongShare: heatmap.DefaultLongShare, PositionNotional: heatmap.DefaultPositionNotional,
+			OIGap: string(heatmap.OIGapReset)},
+		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000, CacheMB: 256, ComputeTimeout: 2 * time.Minute},
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
 		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour},
@@ -97,6 +101,15 @@ func Default() Config {
 }
 
 var symbolRE = regexp.MustCompile(`^[A-Z0-9]{2,20}$`)
+
+// binanceOIPeriod is the finest period of Binance's openInterestHist, the
+// one the live source polls.
+const binanceOIPeriod = 5 * time.Minute
+
+// StoreOptions are the store settings the config holds; call after Validate.
+func (c *Config) StoreOptions() []store.Option {
+	return []store.Option{store.WithOIGap(heatmap.OIGap(c.Heatmap.OIGap))}
+}
 
 // Validate checks every key and names the bad one.
 func (c *Config) Validate() error {
@@ -121,8 +134,17 @@ func (c *Config) Validate() error {
 	if c.Snapshot.Interval < time.Second || c.Snapshot.Interval > time.Minute {
 		return fmt.Errorf("snapshot.interval: must be between 1s and 1m, got %s", c.Snapshot.Interval)
 	}
-	if _, err := store.IntervalDuration(c.Snapshot.CandleInterval); err != nil {
+	step, err := store.IntervalDuration(c.Snapshot.CandleInterval)
+	if err != nil {
 		return fmt.Errorf("snapshot.candle_interval: %w", err)
+	}
+	// Refused rather than carrying open interest forward: a carried value
+	// makes every candle between two observations report no change, and the
+	// change then lands on whichever candle holds the next one, entry price
+	// and side included, so finer candles would only look more precise.
+	if c.Binance.Enabled && step < binanceOIPeriod {
+		return fmt.Errorf("snapshot.candle_interval: %s candles are finer than the 5m period of Binance's open interest; most would have none and the heatmap would open no positions: use 5m or longer",
+			c.Snapshot.CandleInterval)
 	}
 	if c.Snapshot.Lookback < time.Hour || c.Snapshot.Lookback > 366*24*time.Hour {
 		return fmt.Errorf("snapshot.lookback: must be between 1h and 366 days, got %s", c.Snapshot.Lookback)
@@ -130,6 +152,11 @@ func (c *Config) Validate() error {
 	if _, err := c.HeatmapParams(); err != nil {
 		return err
 	}
+	gap, err := heatmap.ParseOIGap(c.Heatmap.OIGap)
+	if err != nil {
+		return fmt.Errorf("heatmap.oi_gap: %w", err)
+	}
+	c.Heatmap.OIGap = string(gap)
 	if _, ok := history.Windows[c.History.DefaultWindow]; !ok {
 		return fmt.Errorf("history.default_window: %q is not a time_window preset", c.History.DefaultWindow)
 	}
@@ -138,6 +165,12 @@ func (c *Config) Validate() error {
 	}
 	if c.History.MaxSnapshots < 100 || c.History.MaxSnapshots > 200000 {
 		return fmt.Errorf("history.max_snapshots: must be between 100 and 200000, got %d", c.History.MaxSnapshots)
+	}
+	if c.History.CacheMB < 1 || c.History.CacheMB > 1<<16 {
+		return fmt.Errorf("history.cache_mb: must be between 1 and 65536, got %d", c.History.CacheMB)
+	}
+	if c.History.ComputeTimeout < time.Second || c.History.ComputeTimeout > time.Hour {
+		return fmt.Errorf("history.compute_timeout: must be between 1s and 1h, got %s", c.History.ComputeTimeout)
 	}
 	if c.Demo.Days < 1 || c.Demo.Days > 365 {
 		return fmt.Errorf("demo.days: must be between 1 and 365, got %d", c.Demo.Days)

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,12 +87,26 @@ type Response struct {
 	Meta Meta    `json:"meta"`
 }
 
+// Cache limits when Defaults leave them zero.
+const (
+	// DefaultCacheBytes bounds the cache by what it holds, because bodies
+	// differ by orders of magnitude: one 14d/5m body at a 1 USD bin is 214 MB.
+	DefaultCacheBytes = 256 << 20
+	// DefaultComputeTimeout ends a computation no caller can cancel any
+	// more, e.g. one stuck on the store; generous, since a slow legitimate
+	// one may have many callers waiting for it.
+	DefaultComputeTimeout = 2 * time.Minute
+)
+
 type cached struct {
+	key     string
 	body    []byte
 	version uint64
-	q       Query
-	used    time.Time
 }
+
+// size is what an entry costs the budget: its body, next to which the rest
+// is noise.
+func (c *cached) size() int64 { return int64(len(c.body)) }
 
 // Handler serves GET /liquidations/heatmap-timeseries.
 type Handler struct {
@@ -99,16 +114,37 @@ type Handler struct {
 	defaults Defaults
 	now      func() time.Time
 	log      *slog.Logger
-	maxCache int
+
+	budget, entryCap int64
+	timeout          time.Duration
 
 	group singleflight.Group
+
 	mu    sync.Mutex
-	cache map[string]*cached
+	lru   *list.List // of *cached, most recently used first
+	cache map[string]*list.Element
+	bytes int64 // sum of the cached entries' size
+
+	// joined, when set, is called once a caller waits for a computation;
+	// tests use it to know a caller has joined one.
+	joined func()
 }
 
 // New returns the handler; now is the clock.
 func New(st Store, d Defaults, now func() time.Time, log *slog.Logger) *Handler {
-	return &Handler{store: st, defaults: d, now: now, log: log, maxCache: 64, cache: map[string]*cached{}}
+	h := &Handler{store: st, defaults: d, now: now, log: log,
+		budget: d.CacheBytes, entryCap: d.CacheEntryBytes, timeout: d.ComputeTimeout,
+		lru: list.New(), cache: map[string]*list.Element{}}
+	if h.budget <= 0 {
+		h.budget = DefaultCacheBytes
+	}
+	if h.entryCap <= 0 {
+		h.entryCap = h.budget / 8
+	}
+	if h.timeout <= 0 {
+		h.timeout = DefaultComputeTimeout
+	}
+	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +160,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, hit, err := h.Get(r.Context(), q)
 	if err != nil {
+		if r.Context().Err() != nil {
+			// The client left; nobody reads an answer, and it is no server fault.
+			h.log.Debug("heatmap timeseries caller left", "symbol", q.Symbol, "err", err)
+			return
+		}
 		h.log.Error("heatmap timeseries failed", "symbol", q.Symbol, "err", err)
 		writeError(w, http.StatusInternalServerError, "computing the heatmap time series failed: "+err.Error())
 		return
@@ -138,51 +179,102 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Get returns the encoded response of q and whether it came from the cache.
-// A cached body stays valid until a write touches its window.
+// A cached body stays valid until a write touches its window. Callers of the
+// same query share one computation, which runs detached from all of them: a
+// caller whose ctx ends leaves with ctx's error, and the others, and the
+// cache, still get the result.
 func (h *Handler) Get(ctx context.Context, q Query) ([]byte, bool, error) {
 	key := q.Key()
-	h.mu.Lock()
-	c, ok := h.cache[key]
-	h.mu.Unlock()
-	if ok {
-		span, _, complete := h.store.ChangedSince(q.Symbol, c.version)
-		if complete && !span.Overlaps(q.Warm, q.End) {
-			h.mu.Lock()
-			c.used = h.now()
-			h.mu.Unlock()
-			return c.body, true, nil
-		}
+	if body, ok := h.lookup(key, q); ok {
+		return body, true, nil
 	}
-	v, err, _ := h.group.Do(key, func() (any, error) {
+	ch := h.group.DoChan(key, func() (v any, err error) {
+		// DoChan re-panics on its own goroutine, which would take the
+		// process down; a panic is one request's failure, as in net/http.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("heatmap time series %s panicked: %v", q.Symbol, p)
+			}
+		}()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
+		defer cancel()
 		// Read the version before the data: a write landing in between makes
 		// the entry look stale, never fresh.
 		version := h.store.Version(q.Symbol)
-		body, err := h.compute(ctx, q)
+		body, err := h.compute(cctx, q)
+		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			// Both wrapped: the store's error need not wrap the deadline.
+			return nil, fmt.Errorf("heatmap time series %s: gave up after %s (%w): %w", q.Symbol, h.timeout, cctx.Err(), err)
+		}
 		if err != nil {
 			return nil, err
 		}
-		h.put(key, &cached{body: body, version: version, q: q, used: h.now()})
+		h.put(&cached{key: key, body: body, version: version})
 		return body, nil
 	})
-	if err != nil {
-		return nil, false, err
+	if h.joined != nil {
+		h.joined()
 	}
-	return v.([]byte), false, nil
+	select {
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("waiting for the %s time series: %w", q.Symbol, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, false, r.Err
+		}
+		return r.Val.([]byte), false, nil
+	}
 }
 
-func (h *Handler) put(key string, c *cached) {
+// lookup returns the cached body of key if no write has touched q's window
+// since it was computed, and drops a stale one.
+func (h *Handler) lookup(key string, q Query) ([]byte, bool) {
+	h.mu.Lock()
+	e, ok := h.cache[key]
+	h.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	c := e.Value.(*cached)
+	span, _, complete := h.store.ChangedSince(q.Symbol, c.version)
+	fresh := complete && !span.Overlaps(q.Warm, q.End)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.cache) >= h.maxCache {
-		var oldest string
-		for k, e := range h.cache {
-			if oldest == "" || e.used.Before(h.cache[oldest].used) {
-				oldest = k
-			}
+	// The entry may have been evicted or replaced while the lock was free.
+	if h.cache[key] == e {
+		if fresh {
+			h.lru.MoveToFront(e)
+		} else {
+			h.remove(e)
 		}
-		delete(h.cache, oldest)
 	}
-	h.cache[key] = c
+	return c.body, fresh
+}
+
+// put caches c unless it is over the per-entry cap, evicting the least
+// recently used entries until the budget holds.
+func (h *Handler) put(c *cached) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old, ok := h.cache[c.key]; ok {
+		h.remove(old)
+	}
+	if c.size() > h.entryCap {
+		h.log.Debug("heatmap timeseries too large to cache", "key", c.key, "bytes", c.size(), "max", h.entryCap)
+		return
+	}
+	h.cache[c.key] = h.lru.PushFront(c)
+	h.bytes += c.size()
+	for h.bytes > h.budget {
+		h.remove(h.lru.Back())
+	}
+}
+
+// remove drops e; h.mu must be held.
+func (h *Handler) remove(e *list.Element) {
+	c := h.lru.Remove(e).(*cached)
+	delete(h.cache, c.key)
+	h.bytes -= c.size()
 }
 
 func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {

@@ -57,7 +57,7 @@ func (in *Inputs) parseRange(v url.Values) (rangeQuery, error) {
 			return rangeQuery{}, &ParamError{k, "unknown parameter; accepted: symbol, interval, start_time, end_time"}
 		}
 	}
-	q := rangeQuery{symbol: strings.ToUpper(v.Get("symbol")), interval: v.Get("interval")}
+	q := rangeQuery{symbol: normSymbol(v.Get("symbol")), interval: v.Get("interval")}
 	if err := in.checkSymbol(q.symbol); err != nil {
 		return q, err
 	}
@@ -148,7 +148,7 @@ func (in *Inputs) load(w http.ResponseWriter, r *http.Request) (rangeQuery, []he
 }
 
 func (in *Inputs) dateRange(w http.ResponseWriter, r *http.Request) {
-	sym := strings.ToUpper(r.URL.Query().Get("symbol"))
+	sym := normSymbol(r.URL.Query().Get("symbol"))
 	if err := in.checkSymbol(sym); err != nil {
 		badRequest(w, err)
 		return

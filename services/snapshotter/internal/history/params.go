@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
 
@@ -27,7 +28,8 @@ var windowNames = []string{"48h", "3d", "7d", "14d", "30d", "60d", "90d", "180d"
 // Intervals are the accepted candle intervals, 5m to 1d.
 var Intervals = []string{"5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"}
 
-// Defaults are what a request that leaves a parameter out gets.
+// Defaults are what a request that leaves a parameter out gets, and the
+// handler's limits; a zero limit means its default.
 type Defaults struct {
 	Symbols      []string
 	Params       map[string]heatmap.Params // per symbol
@@ -39,6 +41,15 @@ type Defaults struct {
 	// the first snapshot already holds the positions the live stream (whose
 	// window reaches back the snapshot lookback) holds.
 	Warmup time.Duration
+	// CacheBytes is what all cached bodies may hold together; DefaultCacheBytes.
+	CacheBytes int64
+	// CacheEntryBytes is the largest body worth caching: one bigger would
+	// push out many smaller ones, each as likely to be asked for again;
+	// CacheBytes/8.
+	CacheEntryBytes int64
+	// ComputeTimeout bounds one computation, which no caller's hang-up ends
+	// because others may be waiting for it; DefaultComputeTimeout.
+	ComputeTimeout time.Duration
 }
 
 // Query is a validated request.
@@ -75,7 +86,7 @@ func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 		}
 	}
 	var q Query
-	q.Symbol = strings.ToUpper(strings.TrimSpace(v.Get("symbol")))
+	q.Symbol = normSymbol(v.Get("symbol"))
 	if q.Symbol == "" {
 		return Query{}, &ParamError{"symbol", "required, one of " + strings.Join(d.Symbols, ", ")}
 	}
@@ -116,9 +127,18 @@ func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 			return Query{}, &ParamError{"end_time", "must be after start_time"}
 		}
 		q.Start = start.Truncate(q.Step)
-		q.End = end
+		if !q.Start.Before(last) {
+			return Query{}, &ParamError{"start_time", fmt.Sprintf("must be before the still-open %s candle, which opened at %s", q.Interval, protocol.FormatTime(last))}
+		}
+		// Whole candles only, like the start: a candle cut at the end would
+		// carry part of its volume and a close from mid-candle under the full
+		// candle's label, and be cached as such.
+		q.End = end.Truncate(q.Step)
 		if q.End.After(last) {
 			q.End = last
+		}
+		if !q.End.After(q.Start) {
+			return Query{}, &ParamError{"end_time", fmt.Sprintf("no whole %s candle lies between start_time and end_time: both fall in the one opening at %s", q.Interval, protocol.FormatTime(q.Start))}
 		}
 	default:
 		if tw == "" {
@@ -166,8 +186,26 @@ func ParseQuery(v url.Values, d Defaults, now time.Time) (Query, error) {
 	return q, nil
 }
 
+// Times outside [minTime, maxTime] are refused: no market data lies there, and
+// DuckDB cannot even represent the far ends of what Unix milliseconds can say.
+var (
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
+)
+
 // parseTime accepts RFC 3339 or Unix milliseconds, as Binance-style clients send.
 func parseTime(s string) (time.Time, error) {
+	t, err := parseAnyTime(s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return time.Time{}, fmt.Errorf("%q is outside %s to %s", s, protocol.FormatTime(minTime), protocol.FormatTime(maxTime))
+	}
+	return t, nil
+}
+
+func parseAnyTime(s string) (time.Time, error) {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.UnixMilli(ms).UTC(), nil
 	}
@@ -177,3 +215,7 @@ func parseTime(s string) (time.Time, error) {
 	}
 	return t.UTC(), nil
 }
+
+// normSymbol is how every endpoint reads a symbol, so that all accept the
+// same spellings.
+func normSymbol(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }

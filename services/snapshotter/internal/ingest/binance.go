@@ -28,7 +28,7 @@ const (
 )
 
 // oiHistory is how far back openInterestHist answers (Binance keeps the last
-// 30 days); asking earlier gets a 400, so backfill starts no earlier than this.
+// 30 days); asking earlier gets a 400, so no request starts earlier than this.
 const oiHistory = 29 * 24 * time.Hour
 
 // BinanceConfig configures the live Binance source; zero fields take the
@@ -380,6 +380,14 @@ func (b *Binance) pollKlines(ctx context.Context, sym string, s *symbolState, no
 // bare startTime with the newest rows; and an empty window (an outage on
 // Binance's side) is stepped over instead of being asked for forever.
 func (b *Binance) pollOI(ctx context.Context, sym string, s *symbolState, now time.Time) error {
+	// Checked on every poll, not only at start: after a long pause (an
+	// outage, a suspended VM) the cursor falls out of what Binance serves,
+	// and its 400 for a too-old start would repeat forever.
+	if horizon := now.Add(-oiHistory); s.oiNext.Before(horizon) {
+		b.log.Warn("open interest older than Binance keeps is skipped", "symbol", sym,
+			"from", s.oiNext, "to", horizon, "skipped", horizon.Sub(s.oiNext).String())
+		s.oiNext = horizon
+	}
 	for start := s.oiNext; !start.After(now); {
 		end := start.Add(time.Duration(b.cfg.OILimit)*b.period - time.Millisecond)
 		if end.After(now) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +29,9 @@ type fakeBinance struct {
 	requests []string
 	// raw, when set for a path, is served instead of the market.
 	raw map[string][]byte
+	// oiHorizon, when set, is the oldest startTime openInterestHist accepts;
+	// Binance answers an older one with a 400.
+	oiHorizon func() time.Time
 }
 
 // failure is one scripted error answer; status 0 drops the connection.
@@ -110,6 +114,10 @@ func (f *fakeBinance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		start, end := num("startTime", 0), num("endTime", 1<<62)
+		if f.oiHorizon != nil && start < f.oiHorizon().UnixMilli() {
+			badRequest("parameter 'startTime' is invalid.")
+			return
+		}
 		rows := []map[string]any{}
 		for _, o := range f.oi[sym] {
 			if ts := o.TS.UnixMilli(); ts >= start && ts <= end && int64(len(rows)) < limit {
@@ -520,5 +528,53 @@ func TestNewBinanceRejectsBadConfig(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestReview18OpenInterestResumesAfterLongPause(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2025, 1, 10, 12, 2, 30, 0, time.UTC)
+	open := now.Truncate(5 * time.Minute)
+	const pause = 35 * 24 * time.Hour
+	fake := newFakeBinance()
+	fake.market("BTCUSDT", open.Add(-time.Hour), open.Add(pause), 100)
+	clk := newFakeClock(t, now)
+	// Binance keeps 30 days of open interest, counted from its own now.
+	fake.oiHorizon = func() time.Time { return clk.Now().Add(-30 * 24 * time.Hour) }
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	st, _ := openStore(t)
+	var logs strings.Builder
+	b, err := NewBinance(BinanceConfig{BaseURL: srv.URL, Symbols: []string{"BTCUSDT"}, Lookback: time.Hour, Clock: clk},
+		st, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wait := b.poll(ctx); wait != 10*time.Second || len(b.Stats().Errors) != 0 {
+		t.Fatalf("first poll: wait %v, errors %v", wait, b.Stats().Errors)
+	}
+	before, _, err := st.LastOpenInterest(ctx, "BTCUSDT")
+	if err != nil || !before.TS.Equal(open) {
+		t.Fatalf("open interest before the pause ends at %v (%v), want %v", before.TS, err, open)
+	}
+
+	// The process sleeps through the pause (a suspended VM), then polls on.
+	clk.mu.Lock()
+	clk.now = clk.now.Add(pause)
+	resumed := clk.now
+	clk.mu.Unlock()
+	for i := range 2 {
+		if wait := b.poll(ctx); wait != 10*time.Second || len(b.Stats().Errors) != 0 {
+			t.Fatalf("poll %d after the pause: wait %v, errors %v", i, wait, b.Stats().Errors)
+		}
+	}
+	last, _, err := st.LastOpenInterest(ctx, "BTCUSDT")
+	if err != nil || !last.TS.Equal(open.Add(pause)) {
+		t.Fatalf("open interest after the pause ends at %v (%v), want %v", last.TS, err, open.Add(pause))
+	}
+	// What Binance no longer serves is skipped, and the log says how much.
+	skipped := resumed.Add(-oiHistory).Sub(before.TS.Add(time.Millisecond))
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "skipped="+skipped.String()) {
+		t.Fatalf("logs do not warn of the %s skipped:\n%s", skipped, logs.String())
 	}
 }

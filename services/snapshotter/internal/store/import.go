@@ -56,8 +56,8 @@ func (s *Store) ImportOpenInterest(ctx context.Context, rows iter.Seq2[OpenInter
 				return n, &sourceError{err}
 			}
 			t := o.TS.UTC()
-			if o.Symbol == "" || !(o.OpenInterestValue >= 0) || !(o.OpenInterest >= 0) {
-				return n, fmt.Errorf("open interest %q %s: symbol must be set and values non-negative", o.Symbol, t.Format(time.RFC3339))
+			if err := o.Validate(); err != nil {
+				return n, err
 			}
 			id := tr.add(o.Symbol, "", t)
 			if err := app.AppendRow(id, t.UnixMicro(), o.OpenInterest, o.OpenInterestValue); err != nil {

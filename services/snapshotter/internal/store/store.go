@@ -9,8 +9,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -40,14 +42,22 @@ CREATE TABLE IF NOT EXISTS open_interest (
 
 // Store is an open DuckDB file. Its methods are safe for concurrent use.
 type Store struct {
-	db   *sql.DB
-	path string
+	db    *sql.DB
+	path  string
+	oiGap heatmap.OIGap
 
 	changes *changeLog
 }
 
+// Option adjusts how a Store reads its rows.
+type Option func(*Store)
+
+// WithOIGap sets what Candles does across a gap in the candles
+// (heatmap.oi_gap); the default is heatmap.OIGapReset.
+func WithOIGap(g heatmap.OIGap) Option { return func(s *Store) { s.oiGap = g } }
+
 // Open opens (creating if needed) the DuckDB file at path and its tables.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
@@ -61,7 +71,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: create tables: %w", path, err)
 	}
-	return &Store{db: db, path: path, changes: newChangeLog()}, nil
+	st := &Store{db: db, path: path, oiGap: heatmap.OIGapReset, changes: newChangeLog()}
+	for _, o := range opts {
+		o(st)
+	}
+	return st, nil
 }
 
 // Close flushes and closes the file.
@@ -113,8 +127,8 @@ func (s *Store) UpsertOpenInterest(ctx context.Context, ois []OpenInterest) erro
 	rows := make([][]driver.Value, 0, len(ois))
 	at := make(map[string]int, len(ois))
 	for _, o := range ois {
-		if o.Symbol == "" || !(o.OpenInterestValue >= 0) || !(o.OpenInterest >= 0) {
-			return fmt.Errorf("upsert open interest: %q %s: symbol must be set and values non-negative", o.Symbol, o.TS.UTC().Format(time.RFC3339))
+		if err := o.Validate(); err != nil {
+			return fmt.Errorf("upsert open interest: %w", err)
 		}
 		row := []driver.Value{o.Symbol, o.TS.UTC(), o.OpenInterest, o.OpenInterestValue}
 		key := o.Symbol + "\x00" + o.TS.UTC().String()
@@ -164,15 +178,43 @@ func (s *Store) bulkUpsert(ctx context.Context, table string, rows [][]driver.Va
 	return nil
 }
 
-// Validate rejects a candle no exchange could have printed.
+// Validate rejects a candle no exchange could have printed. A NaN or an
+// infinity must not reach the table: every window holding the row would then
+// fail to compute, on every tick of the loop and every history request.
 func (k Kline) Validate() error {
-	switch {
-	case k.Symbol == "" || k.Interval == "":
+	if k.Symbol == "" || k.Interval == "" {
 		return fmt.Errorf("kline at %s: symbol and interval must be set", k.OpenTime.UTC().Format(time.RFC3339))
+	}
+	for _, f := range [...]struct {
+		name string
+		v    float64
+	}{{"open", k.Open}, {"high", k.High}, {"low", k.Low}, {"close", k.Close}, {"volume", k.Volume}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("kline %s %s %s: %s %g is not a finite number", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339), f.name, f.v)
+		}
+	}
+	switch {
 	case !(k.Low > 0) || k.High < k.Low || k.Open < k.Low || k.Open > k.High || k.Close < k.Low || k.Close > k.High:
 		return fmt.Errorf("kline %s %s %s: prices out of order (o=%g h=%g l=%g c=%g)", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339), k.Open, k.High, k.Low, k.Close)
 	case k.Volume < 0:
 		return fmt.Errorf("kline %s %s %s: negative volume", k.Symbol, k.Interval, k.OpenTime.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Validate rejects an observation the model cannot use, naming the field:
+// like a candle's, a non-finite value would fail every window holding it.
+func (o OpenInterest) Validate() error {
+	if o.Symbol == "" {
+		return fmt.Errorf("open interest at %s: symbol must be set", o.TS.UTC().Format(time.RFC3339))
+	}
+	for _, f := range [...]struct {
+		name string
+		v    float64
+	}{{"open_interest", o.OpenInterest}, {"open_interest_value", o.OpenInterestValue}} {
+		if !(f.v >= 0) || math.IsInf(f.v, 1) {
+			return fmt.Errorf("open interest %s %s: %s %g must be finite and non-negative", o.Symbol, o.TS.UTC().Format(time.RFC3339), f.name, f.v)
+		}
 	}
 	return nil
 }
@@ -261,45 +303,43 @@ func (s *Store) Count(ctx context.Context) (Counts, error) {
 
 // Candles returns the candles of symbol at interval that open in [from, to)
 // (to zero = no end), oldest first, each with the average open-interest value
-// observed inside it (HasOI false where none was). An interval that is not
-// stored is aggregated from the finest stored one that divides it: first
-// open, max high, min low, last close, summed volume.
+// observed inside it (HasOI false where none was). Candles are built from
+// every stored interval that divides interval (itself included): first open,
+// max high, min low, last close, summed volume; see seriesSQL for which one
+// each candle comes from. Under heatmap.OIGapReset a candle with candles
+// missing right before it is marked AfterGap.
+//
+// An observation stamped T counts in the candle that opens at T, as in the
+// reference system; docs/ARCHITECTURE.md ("Open interest and candles") says
+// what that means for Binance's data.
 func (s *Store) Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error) {
 	step, err := IntervalDuration(interval)
 	if err != nil {
 		return nil, fmt.Errorf("load candles %s: %w", symbol, err)
 	}
-	base, err := s.baseInterval(ctx, symbol, interval, step)
+	series, err := s.dividing(ctx, symbol, step)
 	if err != nil {
 		return nil, err
 	}
-	if base == "" {
+	if len(series) == 0 {
 		return nil, nil
 	}
 	if to.IsZero() {
 		to = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	us := step.Microseconds()
-	// Buckets come from integer arithmetic on epoch microseconds, so 4h and 1d
-	// candles align to UTC midnight as Binance's do.
+	args := []any{us, symbol, from.UTC(), to.UTC()}
 	rows, err := s.db.QueryContext(ctx, `
-		WITH k AS (
-			SELECT make_timestamp((epoch_us(open_time) // $1) * $1) AS b, open_time, open, high, low, close, volume
-			FROM klines
-			WHERE symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
-		), agg AS (
-			SELECT b, arg_min(open, open_time) AS open, max(high) AS high, min(low) AS low,
-			       arg_max(close, open_time) AS close, sum(volume) AS volume
-			FROM k GROUP BY b
-		), oi AS (
+		WITH `+seriesSQL(series, &args)+`,
+		oi AS (
 			SELECT make_timestamp((epoch_us(ts) // $1) * $1) AS b, avg(open_interest_value) AS oi
 			FROM open_interest
-			WHERE symbol = $2 AND ts >= $4 AND ts < $5
+			WHERE symbol = $2 AND ts >= $3 AND ts < $4
 			GROUP BY b
 		)
-		SELECT agg.b, agg.open, agg.high, agg.low, agg.close, agg.volume, oi.oi
-		FROM agg LEFT JOIN oi ON oi.b = agg.b
-		ORDER BY agg.b`, us, symbol, base, from.UTC(), to.UTC())
+		SELECT pick.b, pick.open, pick.high, pick.low, pick.close, pick.volume, oi.oi
+		FROM pick LEFT JOIN oi ON oi.b = pick.b
+		ORDER BY pick.b`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
 	}
@@ -318,35 +358,117 @@ func (s *Store) Candles(ctx context.Context, symbol, interval string, from, to t
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
 	}
+	if s.oiGap == heatmap.OIGapReset && len(out) > 0 {
+		if err := s.markGaps(ctx, symbol, series, step, out); err != nil {
+			return nil, fmt.Errorf("load candles %s %s: %w", symbol, interval, err)
+		}
+	}
 	return out, nil
 }
 
-// baseInterval picks the stored interval to build interval from: itself when
-// stored, else the coarsest stored one that divides it; "" when nothing fits.
-func (s *Store) baseInterval(ctx context.Context, symbol, interval string, step time.Duration) (string, error) {
+// seriesSQL returns CTEs ending in pick: one aggregated row per bucket of
+// $1 microseconds, from the klines of symbol $2 opening in [$3, $4) of the
+// given series, whose names and lengths it appends to args.
+//
+// Each bucket comes from the series that covers most of it (rows × length),
+// and on a tie from the finest. Per bucket, because a series stored for some
+// other stretch of time must not decide the whole window: one 1h archive a
+// year back once made every 1h window come from the 1h series and turned
+// windows fully covered by 5m candles empty. Coverage first, so that a
+// coarser series fills a stretch the 5m one lacks or only partly holds; the
+// finest on a tie, because docs/API.md promises candles built from the
+// stored 5m ones, and both hold the same trades anyway.
+func seriesSQL(series []stored, args *[]any) string {
+	const agg = `arg_min(open, open_time) AS open, max(high) AS high, min(low) AS low,
+			       arg_max(close, open_time) AS close, sum(volume) AS volume`
+	if len(series) == 1 {
+		// Nothing to choose from: skip the ranking, a sort of every bucket,
+		// on the common path of the live loop and history.
+		*args = append(*args, series[0].name)
+		return fmt.Sprintf(`pick AS (
+			SELECT make_timestamp((epoch_us(open_time) // $1) * $1) AS b, %s
+			FROM klines
+			WHERE symbol = $2 AND interval = $%d AND open_time >= $3 AND open_time < $4
+			GROUP BY b
+		)`, agg, len(*args))
+	}
+	values := make([]string, len(series))
+	for i, sr := range series {
+		n := len(*args)
+		values[i] = fmt.Sprintf("($%d, $%d::BIGINT)", n+1, n+2)
+		*args = append(*args, sr.name, sr.step.Microseconds())
+	}
+	return `iv(name, us) AS (VALUES ` + strings.Join(values, ", ") + `),
+		k AS (
+			SELECT iv.us, make_timestamp((epoch_us(open_time) // $1) * $1) AS b, open_time, open, high, low, close, volume
+			FROM klines JOIN iv ON klines.interval = iv.name
+			WHERE symbol = $2 AND open_time >= $3 AND open_time < $4
+		), agg AS (
+			SELECT b, us, ` + agg + `, count(*) * us AS covered
+			FROM k GROUP BY b, us
+		), pick AS (
+			SELECT * FROM agg
+			QUALIFY row_number() OVER (PARTITION BY b ORDER BY covered DESC, us) = 1
+		)`
+}
+
+// markGaps sets AfterGap on each candle of cs (buckets of step, oldest first)
+// whose bucket one step earlier holds no stored candle while an earlier one
+// does. The first candle is checked against the store rather than left
+// unmarked: the loop's incremental query starts at the engine's last candle,
+// which must come out marked as the full query marked it.
+func (s *Store) markGaps(ctx context.Context, symbol string, series []stored, step time.Duration, cs []heatmap.Candle) error {
+	args := make([]any, 0, len(series)+2)
+	marks := make([]string, len(series))
+	for i, sr := range series {
+		args = append(args, sr.name)
+		marks[i] = "?"
+	}
+	first := cs[0].OpenTime
+	args = append(args, symbol, first)
+	var prev sql.NullTime
+	err := s.db.QueryRowContext(ctx, `SELECT max(open_time) FROM klines WHERE interval IN (`+strings.Join(marks, ", ")+`)
+		AND symbol = ? AND open_time < ?`, args...).Scan(&prev)
+	if err != nil {
+		return fmt.Errorf("look for the candle before %s: %w", first.Format(time.RFC3339), err)
+	}
+	cs[0].AfterGap = prev.Valid && prev.Time.Before(first.Add(-step))
+	for i := 1; i < len(cs); i++ {
+		cs[i].AfterGap = cs[i].OpenTime.Sub(cs[i-1].OpenTime) > step
+	}
+	return nil
+}
+
+// stored is one interval the klines table holds for a symbol.
+type stored struct {
+	name string
+	step time.Duration
+}
+
+// dividing lists the stored intervals of symbol that divide step, itself
+// included.
+func (s *Store) dividing(ctx context.Context, symbol string, step time.Duration) ([]stored, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT interval FROM klines WHERE symbol = ?`, symbol)
 	if err != nil {
-		return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+		return nil, fmt.Errorf("list intervals of %s: %w", symbol, err)
 	}
 	defer rows.Close()
-	best, bestStep := "", time.Duration(0)
+	var out []stored
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+			return nil, fmt.Errorf("list intervals of %s: %w", symbol, err)
 		}
 		d, err := IntervalDuration(name)
 		if err != nil || d > step || step%d != 0 {
 			continue
 		}
-		if d > bestStep {
-			best, bestStep = name, d
-		}
+		out = append(out, stored{name, d})
 	}
 	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("list intervals of %s: %w", symbol, err)
+		return nil, fmt.Errorf("list intervals of %s: %w", symbol, err)
 	}
-	return best, nil
+	return out, nil
 }
 
 var intervals = map[string]time.Duration{
