@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,36 +20,7 @@ import (
 // backoff schedule, polling fallback, resubscribe, keepalive) in Chromium,
 // against the real file the gateway embeds, and reports each case as a subtest.
 func TestClientUnit(t *testing.T) {
-	browser := testenv.Browser(t)
-	root := testenv.RepoRoot()
-	mux := http.NewServeMux()
-	mux.Handle("/testdata/", http.StripPrefix("/testdata/", http.FileServer(http.Dir(filepath.Join(root, "e2e", "testdata")))))
-	mux.Handle("/", http.FileServer(http.Dir(filepath.Join(root, "services", "gateway", "web"))))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-
-	tab := testenv.Tab(t, browser)
-	run(t, tab, chromedp.Navigate(srv.URL+"/testdata/client_test.html"))
-	waitFor(t, tab, `window.__done === true`, 30*time.Second)
-	results, err := chromedp.Run(tab, chromedp.Evaluate[[]struct {
-		Name  string `json:"name"`
-		Pass  bool   `json:"pass"`
-		Error string `json:"error"`
-	}](`window.__results`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A harness that stopped early must not pass by running fewer cases.
-	if len(results) < 15 {
-		t.Fatalf("only %d cases ran", len(results))
-	}
-	for _, r := range results {
-		t.Run(r.Name, func(t *testing.T) {
-			if !r.Pass {
-				t.Error(r.Error)
-			}
-		})
-	}
+	testenv.RunJSCases(t, testenv.Browser(t), "client_test.js", "", 15)
 }
 
 // pageState mirrors window.__liqstream, what app.js exposes for these tests.

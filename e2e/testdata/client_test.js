@@ -1,170 +1,13 @@
 // Unit tests of /liqstream.js, run in Chromium by TestClientUnit
-// (browser_test.go): Node may be missing on a CI machine, a browser is not.
-// Each case builds a client on a fake socket, fake fetch and fake clock, so
+// (browser_test.go) through suite.html: Node may be missing on a CI machine,
+// a browser is not. Each case builds a client on the fakes of fakes.js, so
 // 62 s of backoff run in milliseconds and every delay is exact.
 import { LiqstreamClient, Status, backoffDelay, DEFAULTS } from "/liqstream.js";
-
-// Lets promise chains (fetch, json) settle: every microtask runs before the
-// next task. A MessageChannel task, unlike a nested setTimeout(0), is not
-// clamped to 4 ms, which would make the 60 s of fake time take seconds.
-const channel = new MessageChannel();
-const waiting = [];
-channel.port1.onmessage = () => waiting.shift()();
-async function flush() {
-  for (let i = 0; i < 2; i++) {
-    await new Promise((r) => {
-      waiting.push(r);
-      channel.port2.postMessage(0);
-    });
-  }
-}
-
-class FakeClock {
-  t = 1_000_000;
-  #timers = new Map();
-  #next = 1;
-  now = () => this.t;
-  setTimeout = (fn, ms) => {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + Math.max(0, ms || 0), fn });
-    return id;
-  };
-  clearTimeout = (id) => {
-    this.#timers.delete(id);
-  };
-  // Runs every timer due within ms, in time order, letting promises settle
-  // between them, as the real event loop would.
-  async advance(ms) {
-    const end = this.t + ms;
-    for (;;) {
-      await flush();
-      let best = null;
-      for (const [id, tm] of this.#timers) {
-        if (tm.at <= end && (!best || tm.at < best.tm.at)) best = { id, tm };
-      }
-      if (!best) break;
-      this.#timers.delete(best.id);
-      this.t = best.tm.at;
-      best.tm.fn();
-    }
-    this.t = end;
-    await flush();
-  }
-}
-
-// A WebSocket stand-in the test drives by hand: open(), fail(), drop(code),
-// message(obj). Everything the client sends lands in sent, decoded.
-function fakeSocketClass() {
-  const sockets = [];
-  class FakeSocket {
-    constructor(url) {
-      this.url = url;
-      this.readyState = 0;
-      this.sent = [];
-      this.closedWith = null;
-      sockets.push(this);
-    }
-    send(data) {
-      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
-      this.sent.push(JSON.parse(data));
-    }
-    close(code) {
-      this.readyState = 3;
-      this.closedWith = code ?? 1005;
-    }
-    open() {
-      this.readyState = 1;
-      this.onopen && this.onopen({});
-    }
-    fail() {
-      this.readyState = 3;
-      this.onerror && this.onerror({});
-      this.onclose && this.onclose({ code: 1006 });
-    }
-    drop(code = 1006) {
-      this.readyState = 3;
-      this.onclose && this.onclose({ code });
-    }
-    message(obj) {
-      this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
-    }
-  }
-  return { FakeSocket, sockets };
-}
-
-function response(status, body) {
-  return { status, ok: status >= 200 && status < 300, json: async () => body };
-}
-
-// A fetch whose answers the test sets per path; calls records every path.
-function fakeFetch() {
-  const f = {
-    calls: [],
-    down: false, // the network is down: every request rejects
-    probe: 400, // what GET /ws/heatmap answers; a gorilla-style upgrade handler says 400
-    seq: 1,
-    snapshot: (sym) => response(200, frame(sym, f.seq)),
-  };
-  f.fn = async (url) => {
-    const path = new URL(url).pathname;
-    f.calls.push(path);
-    if (f.down) throw new TypeError("Failed to fetch");
-    if (path === "/ws/heatmap") return response(f.probe, { error: "x" });
-    const m = /^\/api\/v1\/snapshot\/(.+)$/.exec(path);
-    if (m) return f.snapshot(decodeURIComponent(m[1]));
-    return response(404, { error: "not found" });
-  };
-  f.polls = () => f.calls.filter((p) => p.startsWith("/api/v1/snapshot/"));
-  return f;
-}
-
-function frame(symbol, seq) {
-  return {
-    type: "snapshot",
-    symbol,
-    seq,
-    timestamp: `2025-12-29T10:00:${String(seq % 60).padStart(2, "0")}.000000000Z`,
-    data: { levels: [{ price: 98000, long_density: 1, short_density: 0 }], current_price: 98450 },
-  };
-}
-
-// A client wired to fakes, recording its events.
-function setup(opts = {}) {
-  const clock = new FakeClock();
-  const { FakeSocket, sockets } = fakeSocketClass();
-  const net = fakeFetch();
-  const rec = { status: [], snapshots: [], errors: [], warnings: [] };
-  const client = new LiqstreamClient({
-    url: "ws://gw.test/ws/heatmap",
-    WebSocket: FakeSocket,
-    fetch: net.fn,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    now: clock.now,
-    random: () => 0.5, // jitter factor exactly 1
-    ...opts,
-  });
-  client.addEventListener("status", (e) => rec.status.push(e.detail));
-  client.addEventListener("snapshot", (e) => rec.snapshots.push({ seq: e.detail.seq, symbol: e.detail.symbol, via: client.transport }));
-  client.addEventListener("error", (e) => rec.errors.push(e.detail));
-  client.addEventListener("warning", (e) => rec.warnings.push(e.detail));
-  const last = () => sockets[sockets.length - 1];
-  const delay = () => client.nextRetryAt - clock.t;
-  return { clock, sockets, net, rec, client, last, delay };
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got), w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: got ${g}, want ${w}`);
-}
-
-function ok(cond, what) {
-  if (!cond) throw new Error(what);
-}
+import { flush, response, frame, setup, eq, ok } from "./fakes.js";
 
 const BASES = [2000, 4000, 8000, 16000, 32000];
 
-const cases = {
+export const cases = {
   // Never-opening sockets with the network down: retries at 2, 4, 8, 16 and
   // 32 s, polling after the third failure, then "failed" and no 6th attempt.
   async "backoff doubles 2s to 32s, 5 attempts, then failed"() {
@@ -291,9 +134,14 @@ const cases = {
     eq(client.status, Status.POLLING, "status after the attempts ran out");
     const before = net.polls().length;
     net.seq = 7;
-    await clock.advance(60000);
+    await clock.advance(59999);
     ok(net.polls().length >= before + 11, `polls went on: ${before} then ${net.polls().length}`);
-    eq(sockets.length, 6, "no more sockets to a server that refuses them");
+    // Only one socket a minute (wsRetryInterval) to a server that refuses them.
+    eq(sockets.length, 6, "sockets within the minute");
+    await clock.advance(1);
+    eq(sockets.length, 7, "sockets after the minute");
+    last().fail();
+    await flush();
     eq(rec.status, ["polling"], "status events");
   },
 
@@ -367,17 +215,17 @@ const cases = {
     eq(delay(), 2000, "a connection that delivered resets the backoff");
   },
 
-  async "close code 1012 (gateway restart) reconnects at once"() {
-    const { clock, sockets, client, last, delay } = setup();
+  async "close code 1012 (gateway restart) reconnects within drainJitter, without the backoff"() {
+    const { clock, sockets, client, last, delay } = setup({ random: () => 0.1 });
     client.connect();
     last().open();
     last().message({ type: "pong" });
     last().drop(1012);
-    eq(delay(), 0, "delay after 1012");
-    await clock.advance(0);
+    eq(delay(), 500, "delay after 1012: random × 5000 ms");
+    await clock.advance(500);
     eq(sockets.length, 2, "sockets");
     last().fail();
-    eq(delay(), 2000, "then the usual backoff");
+    eq(delay(), 1680, "then the usual backoff (2 s, jitter factor 0.84)");
   },
 
   async "a connection that closes at once does not reset the backoff"() {
@@ -479,16 +327,3 @@ const cases = {
     eq(new LiqstreamClient().url, `ws://${location.host}/ws/heatmap`, "default url");
   },
 };
-
-const results = [];
-for (const [name, fn] of Object.entries(cases)) {
-  try {
-    await fn();
-    results.push({ name, pass: true });
-  } catch (err) {
-    results.push({ name, pass: false, error: String(err && err.stack ? err.stack : err) });
-  }
-}
-window.__results = results;
-window.__done = true;
-document.getElementById("out").textContent = results.map((r) => `${r.pass ? "ok  " : "FAIL"} ${r.name}${r.error ? "\n     " + r.error : ""}`).join("\n");

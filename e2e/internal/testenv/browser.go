@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -104,4 +105,78 @@ func Tab(t testing.TB, browser context.Context) context.Context {
 		}
 	})
 	return ctx
+}
+
+// ClientTab opens a tab on base (a gateway or the edge, "http://host:port"),
+// on a page that is not the app, so that no other client runs in it, and
+// imports base's /liqstream.js as window.LiqstreamClient. Tests then build
+// their own client in the page with chromedp.Evaluate.
+func ClientTab(t testing.TB, browser context.Context, base string) context.Context {
+	t.Helper()
+	tab := Tab(t, browser)
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	// /healthz is a same-origin document without scripts of its own.
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(base+"/healthz")); err != nil {
+		t.Fatalf("open %s: %v", base, err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
+		`import("/liqstream.js").then((m) => { Object.assign(window, m); return typeof LiqstreamClient === "function"; })`,
+		chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("import %s/liqstream.js: %v", base, err)
+	}
+	return tab
+}
+
+// StartClient builds a LiqstreamClient in a tab of ClientTab, with options
+// (a JS object literal, e.g. `{updateInterval: 1}`), and records what it does
+// in window.__c: statuses, opens (sockets that opened), sockets (sockets
+// constructed), errors ("CODE message"), ws (symbol → the open during which
+// its latest WebSocket frame came), wsFrames and polled (frames that came
+// over the socket and by polling) and polls (snapshot requests made).
+// The client itself is window.__c.client. It does not connect.
+func StartClient(t testing.TB, tab context.Context, options string) {
+	t.Helper()
+	js := `(() => {
+		const rec = {statuses: [], opens: 0, sockets: 0, errors: [], ws: {}, wsFrames: 0, polled: 0, polls: 0};
+		class CountingSocket extends WebSocket {
+			constructor(url) { super(url); rec.sockets++; }
+		}
+		const countingFetch = (url, init) => {
+			if (String(url).includes("/api/v1/snapshot/")) rec.polls++;
+			return fetch(url, init);
+		};
+		const c = new LiqstreamClient({WebSocket: CountingSocket, fetch: countingFetch, ...(` + options + `)});
+		Object.defineProperty(rec, "client", {value: c, enumerable: false});
+		c.addEventListener("status", (e) => {
+			// slow -> connected is the same socket recovering.
+			if (e.detail === "connected" && rec.statuses.at(-1) !== "slow") rec.opens++;
+			rec.statuses.push(e.detail);
+		});
+		c.addEventListener("error", (e) => rec.errors.push(e.detail.code + " " + e.detail.message));
+		c.addEventListener("snapshot", (e) => {
+			if (c.transport === "ws") {
+				rec.ws[e.detail.symbol] = rec.opens;
+				rec.wsFrames++;
+			} else {
+				rec.polled++;
+			}
+		});
+		window.__c = rec;
+		return true;
+	})()`
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](js)); err != nil {
+		t.Fatalf("start client: %v", err)
+	}
+}
+
+// WaitClient polls cond, a JS expression over window.__c of StartClient,
+// and on timeout fails with the client's record and status.
+func WaitClient(t testing.TB, tab context.Context, cond string, timeout time.Duration) {
+	t.Helper()
+	if _, err := chromedp.Run(tab, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		b, _ := chromedp.Run(tab, chromedp.Evaluate[string](
+			`JSON.stringify({...window.__c, status: __c.client.status, attempt: __c.client.attempt, failures: __c.client.failures, nextRetryAt: __c.client.nextRetryAt, now: Date.now(), subscriptions: __c.client.subscriptions})`))
+		t.Fatalf("waiting %s for %s: %v\nclient: %s", timeout, cond, err, b)
+	}
 }

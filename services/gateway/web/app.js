@@ -127,7 +127,12 @@ client.addEventListener("warning", (e) => {
   }
 });
 
-client.addEventListener("error", (e) => showError(e.detail.code, e.detail.message));
+client.addEventListener("error", (e) => {
+  // retrying: the server knew no symbol yet; the client keeps the symbol and
+  // asks again, and the next snapshot clears the message.
+  if (e.detail.retrying) showError("", "waiting for the server's symbol list…", true);
+  else showError(e.detail.code, e.detail.message);
+});
 
 client.addEventListener("snapshot", (e) => {
   const f = e.detail;
@@ -347,7 +352,8 @@ function updateMeta() {
   }
   if (client.nextRetryAt && (client.status === Status.DISCONNECTED || client.status === Status.POLLING)) {
     const s = Math.max(0, Math.ceil((client.nextRetryAt - Date.now()) / 1000));
-    parts.push(`reconnect attempt ${client.attempt} of 5 in ${s} s`);
+    // Past the attempts, polling tries the socket on a slow timer.
+    parts.push(client.attempt >= 5 && client.status === Status.POLLING ? `next WebSocket try in ${s} s` : `reconnect attempt ${client.attempt} of 5 in ${s} s`);
   }
   $("meta").textContent = parts.join("  ·  ");
   $("meta").classList.toggle("stale", stale);

@@ -26,10 +26,15 @@ export const DEFAULTS = Object.freeze({
   pingInterval: 30000, // the server closes peers silent for 60 s
   silenceTimeout: 45000, // nothing received for this long at a ping: the socket is dead
   slowHold: 15000, // "slow" reverts to "connected" this long after the last warning
+  drainJitter: 5000, // after close code 1012, reconnect after a random delay in [0, drainJitter] ms
+  wsRetryInterval: 60000, // polling after the attempts ran out: try the socket again this often
 });
 
 const OPEN = 1; // WebSocket.OPEN, spelled out so that a fake socket need not define it
 const SNAPSHOT_PATH = "/api/v1/snapshot/";
+// The server refuses a subscribe or unsubscribe naming more symbols than this
+// (protocol.MaxSymbolsPerMessage), while a connection may hold many more.
+const MAX_SYMBOLS_PER_MESSAGE = 10;
 
 /**
  * The delay before reconnect attempt number `attempt` (1-based): reconnectBase
@@ -49,7 +54,8 @@ export function backoffDelay(attempt, random = Math.random, opts = DEFAULTS) {
  *   "status"   — one of Status, on every change
  *   "warning"  — the server's warning frame (e.g. SLOW_CONSUMER)
  *   "error"    — the server's error frame; for INVALID_SYMBOL also `symbols`, the refused
- *                symbols, which the client has dropped from its subscriptions
+ *                symbols, which the client has dropped from its subscriptions, unless
+ *                `retrying` is true (the server did not know any symbol yet)
  *   "pong"     — the server's answer to a ping
  */
 export class LiqstreamClient extends EventTarget {
@@ -71,9 +77,11 @@ export class LiqstreamClient extends EventTarget {
   #gotMessage = false;
   #lastRecv = 0;
   #retryTimer = null;
-  #immediate = false; // the next retry skips the backoff (close code 1012)
+  #drained = false; // the next retry is a drain's (close code 1012): drainJitter, not the backoff
   #pingTimer = null;
   #slowTimer = null;
+  #resubTimer = null; // subscribe again: the server knew no symbols yet
+  #resubAttempt = 0;
   #unavailable = false; // the WebSocket endpoint answered 503
   #givenUp = false;
   #polling = false;
@@ -151,6 +159,7 @@ export class LiqstreamClient extends EventTarget {
     this.#stopPolling();
     this.#stopPing();
     this.#clearSlow();
+    this.#cancelResubscribe();
     const ws = this.#ws;
     this.#ws = null;
     this.#isOpen = false;
@@ -173,7 +182,7 @@ export class LiqstreamClient extends EventTarget {
     const list = normalize(symbols);
     if (updateInterval != null) this.updateInterval = clampInterval(updateInterval);
     for (const s of list) this.#symbols.add(s);
-    if (list.length) this.#send({ action: "subscribe", symbols: list, update_interval: this.updateInterval });
+    this.#sendSubscribe(list);
     if (this.#polling) for (const s of list) this.#pollOne(s, this.#pollGen);
     return this;
   }
@@ -185,7 +194,7 @@ export class LiqstreamClient extends EventTarget {
       this.#symbols.delete(s);
       this.#lastKey.delete(s);
     }
-    if (list.length) this.#send({ action: "unsubscribe", symbols: list });
+    this.#sendSymbols("unsubscribe", list);
     return this;
   }
 
@@ -232,9 +241,7 @@ export class LiqstreamClient extends EventTarget {
     this.#gotMessage = false;
     this.#stopPolling();
     this.#setStatus(Status.CONNECTED);
-    if (this.#symbols.size) {
-      this.#send({ action: "subscribe", symbols: [...this.#symbols], update_interval: this.updateInterval });
-    }
+    this.#sendSubscribe([...this.#symbols]);
     this.#schedulePing();
   }
 
@@ -242,14 +249,17 @@ export class LiqstreamClient extends EventTarget {
     this.#isOpen = false;
     this.#stopPing();
     this.#clearSlow();
+    this.#cancelResubscribe();
     if (!this.#want) return;
     if (opened) {
       // Only a connection that proved itself resets the budget: a server
       // that accepts and closes at once must not be hammered every 2 s.
       if (this.#gotMessage || this.#now() - this.#openedAt >= this.#o.reconnectBase * 2) this.attempt = 0;
       // 1012 is a gateway draining for a restart: the balancer already has
-      // another one, so come back at once (docs/API.md, close codes).
-      this.#immediate = code === 1012;
+      // another one, so come back soon, without the backoff (docs/API.md,
+      // close codes); but not all at once, or the drained gateway's clients
+      // land on the others in the same instant.
+      this.#drained = code === 1012;
       this.#setStatus(Status.DISCONNECTED);
     } else {
       this.failures++;
@@ -261,9 +271,10 @@ export class LiqstreamClient extends EventTarget {
 
   #scheduleRetry() {
     if (this.#retryTimer != null || !this.#want) return;
-    let delay = 0;
-    if (this.#immediate) {
-      this.#immediate = false;
+    let delay;
+    if (this.#drained) {
+      this.#drained = false;
+      delay = Math.round(this.#random() * this.#o.drainJitter);
     } else {
       if (this.attempt >= this.#o.maxAttempts) {
         this.#giveUp();
@@ -286,7 +297,7 @@ export class LiqstreamClient extends EventTarget {
     this.attempt = 0;
     this.failures = 0;
     this.#givenUp = false;
-    this.#immediate = false;
+    this.#drained = false;
   }
 
   #giveUp() {
@@ -296,6 +307,17 @@ export class LiqstreamClient extends EventTarget {
     // attempts); with other settings it is the last resort.
     this.#startPolling();
     this.#setStatus(this.#pollHealth === true ? Status.POLLING : Status.FAILED);
+    this.#armSocketRetry();
+  }
+
+  // Polling works but the socket was given up: a server that refused sockets
+  // (disabled, draining, full, a proxy that dropped upgrades) may take them
+  // again, so try one now and then. When it opens, polling stops.
+  #armSocketRetry() {
+    if (this.#retryTimer != null || this.#ws || !this.#want || this.status !== Status.POLLING) return;
+    const delay = this.#o.wsRetryInterval;
+    this.nextRetryAt = this.#now() + delay;
+    this.#retryTimer = this.#setTimeout(() => this.#open(), delay);
   }
 
   // A browser WebSocket hides the HTTP status of a refused upgrade, so ask
@@ -326,6 +348,7 @@ export class LiqstreamClient extends EventTarget {
     }
     switch (msg && msg.type) {
       case "snapshot":
+        this.#resubAttempt = 0;
         this.#deliver(msg, "ws");
         break;
       case "warning":
@@ -344,23 +367,50 @@ export class LiqstreamClient extends EventTarget {
   // A subscribe is all or nothing on the server, so a symbol it refuses must
   // leave the set: resubscribing it on every reconnect would refuse the rest
   // too. The error frame does not say which message it answers, so the
-  // remaining symbols are subscribed again (their latest frames are deduplicated).
+  // remaining symbols are subscribed again (their latest frames are
+  // deduplicated). The same error saying "no longer served" tells that the
+  // server stopped serving a symbol and unsubscribed it, and only it: the
+  // others stay subscribed as they are.
+  //
+  // An empty valid list says nothing about the symbols: the server does not
+  // know any yet (a gateway that just started). Dropping them would leave the
+  // page empty for good, so they are kept and subscribed again after a backoff.
   #onServerError(msg) {
     if (msg.code === "INVALID_SYMBOL") {
-      const m = /unknown symbol\(s\) ([^;]+)/.exec(msg.message || "");
-      const refused = m ? normalize(m[1].split(",")).filter((s) => this.#symbols.has(s)) : [];
-      if (refused.length) {
-        for (const s of refused) {
-          this.#symbols.delete(s);
-          this.#lastKey.delete(s);
-        }
-        msg.symbols = refused;
-        if (this.#symbols.size) {
-          this.#send({ action: "subscribe", symbols: [...this.#symbols], update_interval: this.updateInterval });
+      const named = Array.isArray(msg.symbols) ? normalize(msg.symbols) : refusedIn(msg.message);
+      msg.symbols = named;
+      if (/valid symbols:\s*$/.test(msg.message || "")) {
+        msg.retrying = true;
+        this.#scheduleResubscribe();
+      } else {
+        const held = named.filter((s) => this.#symbols.has(s));
+        if (held.length) {
+          for (const s of held) {
+            this.#symbols.delete(s);
+            this.#lastKey.delete(s);
+          }
+          if (!/no longer served/.test(msg.message || "")) this.#sendSubscribe([...this.#symbols]);
         }
       }
     }
     this.#emit("error", msg);
+  }
+
+  #scheduleResubscribe() {
+    if (this.#resubTimer != null) return;
+    const delay = backoffDelay(++this.#resubAttempt, this.#random, this.#o);
+    const gen = this.#gen;
+    this.#resubTimer = this.#setTimeout(() => {
+      this.#resubTimer = null;
+      // A new socket subscribed everything when it opened.
+      if (gen === this.#gen) this.#sendSubscribe([...this.#symbols]);
+    }, delay);
+  }
+
+  #cancelResubscribe() {
+    if (this.#resubTimer != null) this.#clearTimeout(this.#resubTimer);
+    this.#resubTimer = null;
+    this.#resubAttempt = 0;
   }
 
   #schedulePing() {
@@ -409,6 +459,18 @@ export class LiqstreamClient extends EventTarget {
   #clearSlow() {
     if (this.#slowTimer != null) this.#clearTimeout(this.#slowTimer);
     this.#slowTimer = null;
+  }
+
+  #sendSubscribe(list) {
+    this.#sendSymbols("subscribe", list, { update_interval: this.updateInterval });
+  }
+
+  // One message per MAX_SYMBOLS_PER_MESSAGE symbols: the server refuses
+  // longer lists, and each message is all or nothing on its own.
+  #sendSymbols(action, list, extra = {}) {
+    for (let i = 0; i < list.length; i += MAX_SYMBOLS_PER_MESSAGE) {
+      this.#send({ action, symbols: list.slice(i, i + MAX_SYMBOLS_PER_MESSAGE), ...extra });
+    }
   }
 
   #send(obj) {
@@ -460,6 +522,8 @@ export class LiqstreamClient extends EventTarget {
       if (gen !== this.#pollGen) return true;
       if (res.status === 404) {
         const body = await res.json().catch(() => ({}));
+        // A server that knows no symbol yet: ask again next round.
+        if (/valid symbols:\s*$/.test((body && body.error) || "")) return true;
         if (gen === this.#pollGen && this.#symbols.has(sym)) {
           this.#symbols.delete(sym);
           this.#lastKey.delete(sym);
@@ -485,6 +549,9 @@ export class LiqstreamClient extends EventTarget {
     this.#pollHealth = ok;
     if (!this.#givenUp) return;
     if (!ok) {
+      // Nothing reaches the server: "failed" retries nothing until polls
+      // answer again (or the page calls reconnect()).
+      if (!this.#ws) this.#cancelRetry();
       this.#setStatus(Status.FAILED);
       return;
     }
@@ -496,7 +563,9 @@ export class LiqstreamClient extends EventTarget {
     if (wasFailed && !this.#unavailable && this.#retryTimer == null && !this.#ws) {
       this.#resetOutage();
       this.#scheduleRetry();
+      return;
     }
+    this.#armSocketRetry();
   }
 
   // ---- events ----
@@ -524,6 +593,14 @@ export class LiqstreamClient extends EventTarget {
 function normalize(symbols) {
   const list = typeof symbols === "string" ? [symbols] : [...(symbols || [])];
   return [...new Set(list.map((s) => String(s).trim().toUpperCase()).filter(Boolean))];
+}
+
+// The symbols an INVALID_SYMBOL message names, for servers that send no
+// "symbols" field: "unknown symbol(s) A, B; valid symbols: …" or
+// "symbol A is no longer served; valid symbols: …".
+function refusedIn(message) {
+  const m = /unknown symbol\(s\) ([^;]+)/.exec(message || "") || /symbol (\S+) is no longer served/.exec(message || "");
+  return m ? normalize(m[1].split(",")) : [];
 }
 
 function clampInterval(v) {
