@@ -2,6 +2,7 @@ package ws
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,6 +222,37 @@ func checkSpacing(t *testing.T, sends []pacedSend, interval time.Duration) {
 		gap := sends[i].at - sends[i-1].at
 		if gap < interval*9/10 || gap > interval*11/10 {
 			t.Fatalf("sends %v: %s between seq %d and %d, want %s ± 10 %%", sends, gap, sends[i-1].seq, sends[i].seq, interval)
+		}
+	}
+}
+
+// A client closed for flooding must learn why: the RATE_LIMITED error and the
+// 1008 close frame, never a TCP reset that can destroy both (RFC 6455 §7).
+func TestFloodedClientAlwaysReadsTheCloseReason(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ActionsPerSecond, cfg.ActionBurst, cfg.MaxRateViolations = 1, 2, 5
+	f := start(t, cfg)
+	ping := []byte(`{"action":"ping","pad":"` + strings.Repeat("x", 512) + `"}`)
+	for i := 0; i < 50; i++ {
+		c, _, err := wsclient.Dial(f.url, wsclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Keep sending until our side sees the close: the unread tail of the
+		// flood is what used to make the server's close a reset.
+		for c.SendRaw(ping) == nil {
+		}
+		var limited bool
+		for {
+			m, err := c.NextJSON(wait)
+			if err != nil {
+				break
+			}
+			limited = limited || (m["type"] == "error" && m["code"] == "RATE_LIMITED")
+		}
+		awaitClose(t, c)
+		if code := closeCode(c); code != ClosePolicy || !limited {
+			t.Fatalf("try %d: close %v, RATE_LIMITED read %v; want both", i+1, c.Err(), limited)
 		}
 	}
 }

@@ -373,6 +373,13 @@ func (s *session) check(now time.Time) {
 	}
 }
 
+// isClosing reports whether the gateway has begun closing the connection.
+func (s *session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 // closeLocked closes the connection with code and a reason the client sees;
 // label is the metrics label.
 func (s *session) closeLocked(code uint16, label, reason string) {

@@ -295,7 +295,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.admitted()
 	}
 
-	conn, err := s.upgrader.Upgrade(w, r)
+	conn, err := s.upgrade(w, r)
 	if err != nil {
 		s.mu.Lock()
 		s.upgrades--
@@ -324,6 +324,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ss.mu.Unlock()
 	}
 	go conn.ReadLoop()
+}
+
+// upgrade hijacks the request's connection and upgrades it with a lingering
+// close, so every close the gateway or gws makes ends in a clean handshake.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, errors.New("upgrade: the response cannot be hijacked")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: hijack: %w", err)
+	}
+	return s.upgrader.UpgradeFromConn(&lingerConn{Conn: nc}, brw.Reader, r)
 }
 
 // signalEmptiedLocked tells a waiting Drain that nothing is left: no session
@@ -494,7 +508,7 @@ func closeReason(err error) string {
 
 func (h *handler) OnPing(c *gws.Conn, payload []byte) {
 	h.touch(c)
-	if ss := sessionOf(c); ss != nil {
+	if ss := sessionOf(c); ss != nil && !ss.isClosing() {
 		// gws reuses payload's buffer once this returns.
 		ss.reply(gws.OpcodePong, append([]byte(nil), payload...))
 	}
@@ -511,8 +525,8 @@ func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	h.touch(c)
 	ss := sessionOf(c)
-	if ss == nil {
-		return
+	if ss == nil || ss.isClosing() {
+		return // closing: what the client still sends is read and ignored
 	}
 	if !ss.allow() {
 		h.s.metrics.ClientErrors.WithLabelValues(protocol.CodeRateLimited).Inc()
