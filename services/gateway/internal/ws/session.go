@@ -287,10 +287,13 @@ func (s *session) startLocked(now time.Time) {
 		return
 	}
 	s.busy, s.since, s.countedUpTo = true, now, now
+	// Armed at hand-over: only one write of ours is ever in gws's queue, so
+	// it starts as soon as the writer finishes the previous one, whose
+	// completion is what calls this.
+	s.armDeadline()
 	if r != nil {
 		w := *r
 		s.conn.Async(func() {
-			s.armDeadline()
 			var err error
 			if w.op == gws.OpcodeCloseConnection {
 				err = s.conn.WriteClose(w.code, w.payload)
@@ -303,18 +306,16 @@ func (s *session) startLocked(now time.Time) {
 	}
 	f := s.queue[0]
 	s.queue = s.queue[1:]
-	// Queued right before the frame on gws's one-at-a-time writer, so the
-	// deadline counts from when this write starts.
-	s.conn.Async(s.armDeadline)
 	if err := f.WriteTo(s.conn, func(err error) { s.written(f, err) }); err != nil {
 		s.busy = false
 		f.Release()
 	}
 }
 
-// armDeadline runs on gws's writer just before a write: a socket that
-// accepts nothing for the whole slow-consumer budget is dead, and the
-// deadline frees the writer even if the watchdog is late.
+// armDeadline gives the write being handed over its own deadline: a socket
+// that accepts nothing for the whole slow-consumer budget is dead, and the
+// deadline frees the writer even if the watchdog is late. Every write arms
+// it afresh, so a quiet connection's next write never meets a stale one.
 func (s *session) armDeadline() {
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)))
 }
@@ -333,11 +334,6 @@ func (s *session) written(f *hub.Frame, err error) {
 	s.busy = false
 	if err != nil {
 		return // gws closes the connection on a write error; OnClose cleans up
-	}
-	if !s.closing {
-		// Writes gws makes on its own (answering a close) must not inherit
-		// this write's deadline; a closing session keeps closeLocked's.
-		s.conn.SetWriteDeadline(time.Time{})
 	}
 	if now.Sub(s.since) <= s.srv.cfg.WriteTimeout {
 		s.missed = 0

@@ -4,6 +4,7 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,11 @@ type Config struct {
 	// make the gateway hold: pongs, errors and warnings it has not read.
 	MaxPendingReplies int `mapstructure:"max_pending_replies" desc:"replies (pongs, errors, warnings, pings) waiting per connection; one more closes it as a slow consumer"`
 
-	MaxFrameBytes     int     `mapstructure:"max_frame_bytes" desc:"largest client frame; bigger ones close the connection with 1009"`
+	MaxFrameBytes int `mapstructure:"max_frame_bytes" desc:"largest client frame; bigger ones close the connection with 1009"`
+	// ReadBufferBytes is held by every connection for its whole life, and
+	// clients only send small actions: a small buffer is most of the
+	// per-connection memory saved (a larger frame is still read whole).
+	ReadBufferBytes   int     `mapstructure:"read_buffer_bytes" desc:"read buffer per connection"`
 	MaxSymbols        int     `mapstructure:"max_symbols" desc:"symbols one connection may subscribe to"`
 	ActionsPerSecond  float64 `mapstructure:"actions_per_second" desc:"client messages per second per connection"`
 	ActionBurst       int     `mapstructure:"action_burst" desc:"burst of client messages allowed above the rate"`
@@ -77,6 +82,7 @@ func (c Config) Validate() error {
 		{c.QueueSize >= 1 && c.QueueSize <= 1000, "ws.queue_size", "between 1 and 1000"},
 		{c.MaxPendingReplies >= 1 && c.MaxPendingReplies <= 1000, "ws.max_pending_replies", "between 1 and 1000"},
 		{c.MaxFrameBytes >= 256 && c.MaxFrameBytes <= 1<<20, "ws.max_frame_bytes", "between 256 and 1048576"},
+		{c.ReadBufferBytes >= 256 && c.ReadBufferBytes <= 1<<16, "ws.read_buffer_bytes", "between 256 and 65536"},
 		{c.MaxSymbols >= 1 && c.MaxSymbols <= 100, "ws.max_symbols", "between 1 and 100"},
 		{c.ActionsPerSecond > 0, "ws.actions_per_second", "above 0"},
 		{c.ActionBurst >= 1, "ws.action_burst", "at least 1"},
@@ -103,7 +109,7 @@ func DefaultConfig() Config {
 	return Config{
 		IdleTimeout: 60 * time.Second, PingInterval: 30 * time.Second,
 		WriteTimeout: time.Second, SlowMaxMisses: 3, WarnInterval: 5 * time.Second, QueueSize: 5, MaxPendingReplies: 16,
-		MaxFrameBytes: 4096, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
+		MaxFrameBytes: 4096, ReadBufferBytes: 1024, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
 		MaxConns: 20000, MaxConnsPerIP: 200,
 		Compression: true, CompressionThreshold: 512,
 	}
@@ -173,6 +179,7 @@ func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger, header ht
 	}
 	s.upgrader = gws.NewUpgrader(&handler{s: s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
+		ReadBufferSize:     cfg.ReadBufferBytes,
 		CheckUtf8Enabled:   true,
 		HandshakeTimeout:   5 * time.Second,
 		ResponseHeader:     header,
@@ -337,7 +344,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: hijack: %w", err)
 	}
-	return s.upgrader.UpgradeFromConn(&lingerConn{Conn: nc}, brw.Reader, r)
+	lc := &lingerConn{Conn: nc}
+	br := brw.Reader // net/http's, 4 KB: keep it only if it already holds client bytes
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(lc, s.cfg.ReadBufferBytes)
+	}
+	return s.upgrader.UpgradeFromConn(lc, br, r)
 }
 
 // signalEmptiedLocked tells a waiting Drain that nothing is left: no session
