@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run fleet test bench fuzz lint fmt vet tidy clean screenshot
+.PHONY: all build run fleet test bench fuzz lint fmt vet tidy clean screenshot connmem
 
 all: build
 
@@ -28,6 +28,14 @@ bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md wi
 	cd services/gateway && $(GO) test -run '^$$' -bench . -benchtime 5x ./internal/ws
 
 FUZZTIME ?= 60s
+N      ?= 10000
+WINDOW ?= 30s
+CONNMEM_FLAGS ?=
+connmem: ## per-connection RSS and CPU of the gateway vs a bare gws broadcaster (floor), N conns, real redis-server; not part of test
+	cd services/gateway && CGO_ENABLED=0 $(GO) build -o ../../bin/gateway .
+	cd loadtest && CGO_ENABLED=0 $(GO) build -o ../bin/floor ./cmd/floor && $(GO) build -o ../bin/connmem ./cmd/connmem
+	bin/connmem -n $(N) -window $(WINDOW) -gateway bin/gateway -floor bin/floor -out bin/connmem.json -profile bin/connmem-profiles $(CONNMEM_FLAGS)
+
 fuzz: ## fuzz the client-message decoder; new corpus entries land in Go's cache (copy interesting ones to testdata/)
 	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecodeClientMessage -fuzztime $(FUZZTIME) ./protocol
 

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"slices"
@@ -209,7 +211,36 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg.Go(func() error { return g.follow(runCtx) })
 	eg.Go(func() error { return g.ws.Run(runCtx) })
 	eg.Go(func() error { return serve.HTTP(runCtx, g.cfg.Listen, g.Routes(), 5*time.Second, g.log) })
+	if g.cfg.DebugListen != "" {
+		eg.Go(func() error { return g.serveDebug(runCtx) })
+	}
 	return eg.Wait()
+}
+
+// serveDebug serves net/http/pprof on debug_listen until ctx ends. It is a
+// server of its own, off the public mux, and logs "debug listening" rather
+// than serve.ListeningMsg: scripts read the public address from that line.
+func (g *Gateway) serveDebug(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.DebugListen)
+	if err != nil {
+		return fmt.Errorf("debug_listen %s: %w", g.cfg.DebugListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // heap, goroutine, allocs, block, mutex, ...
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.log.Info("debug listening", "debug_addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("debug server %s: %w", g.cfg.DebugListen, err)
+	case <-ctx.Done():
+	}
+	return srv.Close()
 }
 
 // publish hands one frame from the bus to the hub and records how long the

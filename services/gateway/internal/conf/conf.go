@@ -4,7 +4,9 @@ package conf
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/bus"
@@ -21,6 +23,7 @@ type Config struct {
 	WSEnabled      bool          `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
 	DrainTimeout   time.Duration `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
 	SymbolsRefresh time.Duration `mapstructure:"symbols_refresh" desc:"how often the symbol list is re-read from Redis or the snapshotter, so added and removed symbols are followed live"`
+	DebugListen    string        `mapstructure:"debug_listen" desc:"serve net/http/pprof on this host:port (e.g. 127.0.0.1:6060), apart from listen; empty = off. Never expose it publicly"`
 	WS             ws.Config     `mapstructure:"ws"`
 }
 
@@ -55,6 +58,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SymbolsRefresh < time.Second || c.SymbolsRefresh > 10*time.Minute {
 		return fmt.Errorf("symbols_refresh: must be between 1s and 10m, got %s", c.SymbolsRefresh)
+	}
+	if c.DebugListen != "" {
+		host, port, err := net.SplitHostPort(c.DebugListen)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("debug_listen: want host:port such as 127.0.0.1:6060 (the host is required: pprof must not listen on every interface by accident), got %q", c.DebugListen)
+		}
 	}
 	return c.WS.Validate()
 }
