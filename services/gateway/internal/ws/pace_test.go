@@ -113,12 +113,16 @@ func TestPacingFramesNoFasterThanTheIntervalAreNeverHeld(t *testing.T) {
 		interval                 int
 		period                   time.Duration
 		arrivalJitter, stampJitt time.Duration
+		late                     time.Duration // frame 10 is produced this late
 	}{
 		// The page's default: snapshots every 5 s, update_interval 5.
-		{"5 s cadence, 5 s interval, ±300 ms arrival jitter", 5, 5 * time.Second, 300 * time.Millisecond, 20 * time.Millisecond},
-		{"5 s cadence, 5 s interval, ±200 ms producer jitter too", 5, 5 * time.Second, 300 * time.Millisecond, 200 * time.Millisecond},
-		{"1 s cadence, 1 s interval", 1, time.Second, 300 * time.Millisecond, 20 * time.Millisecond},
-		{"5 s cadence, 1 s interval", 1, 5 * time.Second, 300 * time.Millisecond, 20 * time.Millisecond},
+		{"5 s cadence, 5 s interval, ±300 ms arrival jitter", 5, 5 * time.Second, 300 * time.Millisecond, 20 * time.Millisecond, 0},
+		{"5 s cadence, 5 s interval, ±200 ms producer jitter too", 5, 5 * time.Second, 300 * time.Millisecond, 200 * time.Millisecond, 0},
+		{"1 s cadence, 1 s interval", 1, time.Second, 300 * time.Millisecond, 20 * time.Millisecond, 0},
+		{"5 s cadence, 1 s interval", 1, 5 * time.Second, 300 * time.Millisecond, 20 * time.Millisecond, 0},
+		// One late frame must not shift the grid under the punctual ones after it.
+		{"1 s cadence, 1 s interval, one frame 300 ms late", 1, time.Second, 20 * time.Millisecond, 20 * time.Millisecond, 300 * time.Millisecond},
+		{"5 s cadence, 5 s interval, one frame 2 s late", 5, 5 * time.Second, 300 * time.Millisecond, 20 * time.Millisecond, 2 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,6 +133,9 @@ func TestPacingFramesNoFasterThanTheIntervalAreNeverHeld(t *testing.T) {
 			for k := 1; k <= 30; k++ {
 				nominal := time.Duration(k) * tc.period
 				stamp := nominal + jit(tc.stampJitt)
+				if k == 10 {
+					stamp += tc.late
+				}
 				at := max(stamp+tc.arrivalJitter+jit(tc.arrivalJitter), last) // arrivals keep their order
 				last = at
 				p.arrive(at, stamp)

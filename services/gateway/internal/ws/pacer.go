@@ -10,9 +10,11 @@ import "time"
 // core) moves arrivals but not timestamps, so a producer on the client's own
 // cadence never looks early. Sent frames sit on a grid of nominal slots one
 // interval apart; a frame is due from its slot minus a tenth of the interval,
-// and a frame later than its slot plus that tolerance starts a new grid. So
-// frames that come faster are spaced by the interval ± 10 % and average
-// exactly one per interval, and the grid never drifts with delivery.
+// and a frame later than its slot takes the latest slot it reached, keeping
+// the grid's phase. So frames that come faster are spaced by the interval
+// ± 10 % and average exactly one per interval, the grid never drifts with
+// delivery, and one late frame delays nothing after it (the next punctual
+// frame may then follow it sooner than an interval: the average holds).
 type pacer struct {
 	last time.Time // nominal slot of the last frame sent; zero before the first
 }
@@ -40,11 +42,18 @@ func (p *pacer) wait(stamp time.Time, interval time.Duration) time.Duration {
 
 // sent records that a frame stamped stamp went out.
 func (p *pacer) sent(stamp time.Time, interval time.Duration) {
-	next := p.last.Add(interval)
-	switch {
-	case p.last.IsZero(), stamp.After(next.Add(tolerance(interval))), stamp.Before(p.last.Add(-interval)):
-		p.last = stamp // first frame, a producer slower than the interval, or a clock reset
-	default:
-		p.last = next // on its slot, within tolerance, or held until it
+	if p.last.IsZero() || stamp.Before(p.last.Add(-interval)) {
+		p.last = stamp // the first frame, or the producer's clock went back
+		return
 	}
+	next := p.last.Add(interval)
+	tol := tolerance(interval)
+	if !stamp.After(next.Add(tol)) {
+		p.last = next // on its slot, early within tolerance, or held until it
+		return
+	}
+	// Late (a slow producer, or one late frame): take the latest slot of the
+	// same grid the frame reached. Re-anchoring on the late stamp would make
+	// every punctual frame after it look early and hold it by the lateness.
+	p.last = next.Add(stamp.Sub(next.Add(-tol)) / interval * interval)
 }
