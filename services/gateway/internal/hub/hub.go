@@ -33,14 +33,15 @@ type Hub struct {
 	symbols []string // sorted
 	latest  map[string]*Frame
 	order   map[string]uint64
-	subs    map[string]map[Subscriber]struct{}
-	of      map[Subscriber]map[string]struct{}
+	// subs is the only index of subscriptions: a per-subscriber one would cost
+	// every connection a map, and the few served symbols are cheap to scan.
+	subs map[string]map[Subscriber]struct{}
 }
 
 // New returns a hub serving symbols.
 func New(symbols []string) *Hub {
 	h := &Hub{latest: map[string]*Frame{}, order: map[string]uint64{},
-		subs: map[string]map[Subscriber]struct{}{}, of: map[Subscriber]map[string]struct{}{}}
+		subs: map[string]map[Subscriber]struct{}{}}
 	h.SetSymbols(symbols)
 	return h
 }
@@ -151,10 +152,14 @@ func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) ([]*Fram
 		h.mu.Unlock()
 		return nil, err
 	}
-	mine := h.of[s]
-	n := len(mine)
+	n := 0
+	for _, m := range h.subs {
+		if _, ok := m[s]; ok {
+			n++
+		}
+	}
 	for _, sym := range symbols {
-		if _, ok := mine[sym]; !ok {
+		if _, ok := h.subs[sym][s]; !ok {
 			n++
 		}
 	}
@@ -162,13 +167,8 @@ func (h *Hub) Subscribe(s Subscriber, symbols []string, maxPerConn int) ([]*Fram
 		h.mu.Unlock()
 		return nil, fmt.Errorf("at most %d symbols per connection; this subscribe would make %d", maxPerConn, n)
 	}
-	if mine == nil {
-		mine = map[string]struct{}{}
-		h.of[s] = mine
-	}
 	var latest []*Frame
 	for _, sym := range symbols {
-		mine[sym] = struct{}{}
 		if h.subs[sym] == nil {
 			h.subs[sym] = map[Subscriber]struct{}{}
 		}
@@ -195,22 +195,15 @@ func (h *Hub) Unsubscribe(s Subscriber, symbols []string) {
 func (h *Hub) Remove(s Subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for sym := range h.of[s] {
+	for sym := range h.subs {
 		h.drop(s, sym)
 	}
-	delete(h.of, s)
 }
 
 func (h *Hub) drop(s Subscriber, sym string) {
 	delete(h.subs[sym], s)
 	if len(h.subs[sym]) == 0 {
 		delete(h.subs, sym)
-	}
-	if m := h.of[s]; m != nil {
-		delete(m, sym)
-		if len(m) == 0 {
-			delete(h.of, s)
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,11 +15,25 @@ import (
 
 // symState is one subscribed symbol of a session.
 type symState struct {
+	sym string
 	pacer
 	lastOrder uint64     // hub order of the newest frame accepted; older ones are refused
 	held      *hub.Frame // newest frame waiting for its slot
 	heldStamp time.Time
 	timer     stopper // fires at the held frame's slot
+}
+
+// subscriptions is a connection's symbols: a handful, so a slice scanned in
+// order is smaller than a map (per connection, for its whole life) and as fast.
+type subscriptions []*symState
+
+func (ss subscriptions) get(sym string) *symState {
+	for _, st := range ss {
+		if st.sym == sym {
+			return st
+		}
+	}
+	return nil
 }
 
 // stopper is a timer the session can cancel.
@@ -49,7 +64,7 @@ type session struct {
 
 	mu       sync.Mutex
 	interval time.Duration
-	symbols  map[string]*symState
+	symbols  subscriptions
 	queue    []*hub.Frame // FIFO, one per symbol
 	replies  []reply      // FIFO, written before queued snapshots
 	busy     bool         // a write is handed to gws
@@ -74,7 +89,6 @@ func newSession(srv *Server, conn *gws.Conn, ip string) *session {
 	return &session{
 		srv: srv, conn: conn, ip: ip,
 		interval: protocol.DefaultUpdateInterval * time.Second,
-		symbols:  map[string]*symState{},
 		lastPing: srv.now(),
 		limiter:  rate.NewLimiter(rate.Limit(srv.cfg.ActionsPerSecond), srv.cfg.ActionBurst),
 	}
@@ -107,7 +121,7 @@ func (s *session) allow() bool {
 func (s *session) Send(f *hub.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.symbols[f.Symbol]
+	st := s.symbols.get(f.Symbol)
 	if s.closing || st == nil || f.Order <= st.lastOrder {
 		return
 	}
@@ -165,7 +179,7 @@ func (st *symState) stopTimer() {
 func (s *session) sendNow(f *hub.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.symbols[f.Symbol]
+	st := s.symbols.get(f.Symbol)
 	if s.closing || st == nil || f.Order <= st.lastOrder {
 		return
 	}
@@ -179,7 +193,7 @@ func (s *session) sendNow(f *hub.Frame) {
 func (s *session) flushHeld(sym string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.symbols[sym]
+	st := s.symbols.get(sym)
 	if st == nil || st.held == nil || s.closing {
 		return
 	}
@@ -405,10 +419,11 @@ func (s *session) setInterval(d time.Duration) {
 	}
 	s.interval = d
 	now := s.srv.now()
-	for sym, st := range s.symbols {
+	for _, st := range s.symbols {
 		if st.held == nil {
 			continue
 		}
+		sym := st.sym
 		st.stopTimer()
 		if wait := st.wait(st.heldStamp, d); wait > 0 {
 			st.timer = s.srv.afterFunc(wait, func() { s.flushHeld(sym) })
@@ -425,8 +440,8 @@ func (s *session) track(syms []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sym := range syms {
-		if s.symbols[sym] == nil {
-			s.symbols[sym] = &symState{}
+		if s.symbols.get(sym) == nil {
+			s.symbols = append(s.symbols, &symState{sym: sym})
 		}
 	}
 }
@@ -441,7 +456,7 @@ func (s *session) untrack(syms []string) {
 }
 
 func (s *session) forgetLocked(sym string) {
-	st := s.symbols[sym]
+	st := s.symbols.get(sym)
 	if st == nil {
 		return
 	}
@@ -449,7 +464,7 @@ func (s *session) forgetLocked(sym string) {
 	if st.held != nil {
 		st.held.Release()
 	}
-	delete(s.symbols, sym)
+	s.symbols = slices.DeleteFunc(s.symbols, func(o *symState) bool { return o == st })
 	q := s.queue[:0]
 	for _, f := range s.queue {
 		if f.Symbol == sym {
@@ -466,8 +481,8 @@ func (s *session) release() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing = true
-	for sym := range s.symbols {
-		s.forgetLocked(sym)
+	for len(s.symbols) > 0 {
+		s.forgetLocked(s.symbols[0].sym)
 	}
 	for _, f := range s.queue {
 		f.Release()

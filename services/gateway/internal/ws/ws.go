@@ -154,6 +154,9 @@ type Server struct {
 	// dropped holds the per-reason counters resolved once: a label lookup
 	// per dropped frame would dominate the enqueue path.
 	dropped map[string]prometheus.Counter
+	// sentBySymbol caches sentCounter; cleared when the symbol list changes,
+	// which changes which symbols get a label of their own.
+	sentBySymbol sync.Map
 }
 
 // New returns the endpoint serving h's symbols; header is added to every
@@ -183,6 +186,7 @@ func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger, header ht
 		CheckUtf8Enabled:   true,
 		HandshakeTimeout:   5 * time.Second,
 		ResponseHeader:     header,
+		NewSession:         func() gws.SessionStorage { return &sessionSlot{} },
 		PermessageDeflate: gws.PermessageDeflate{
 			Enabled: cfg.Compression, Threshold: cfg.CompressionThreshold,
 			// Broadcast frames are compressed once for every connection, which
@@ -401,10 +405,21 @@ func (s *Server) remove(ss *session, reason string) {
 // sent records one snapshot write that completed.
 func (s *Server) sent(f *hub.Frame, now time.Time) {
 	s.sent1m.Add(now, 1)
-	s.metrics.MessagesSent.WithLabelValues(s.metrics.Symbol(f.Symbol)).Inc()
+	s.sentCounter(f.Symbol).Inc()
 	if !f.Stamp.IsZero() {
 		s.metrics.DeliveryLatency.Observe(now.Sub(f.Stamp).Seconds())
 	}
+}
+
+// sentCounter is ws_messages_sent_total for sym, resolved once: a label
+// lookup per write is a cost paid tens of thousands of times a second.
+func (s *Server) sentCounter(sym string) prometheus.Counter {
+	if c, ok := s.sentBySymbol.Load(sym); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.metrics.MessagesSent.WithLabelValues(s.metrics.Symbol(sym))
+	s.sentBySymbol.Store(sym, c)
+	return c
 }
 
 func (s *Server) slowMiss() {
@@ -481,6 +496,42 @@ func parseHostAddr(v string) (netip.Addr, bool) {
 }
 
 const sessionKey = "s"
+
+// sessionSlot is a connection's gws session storage. The gateway keeps one
+// value there, its session; gws's default map costs ~300 B per connection.
+type sessionSlot struct{ v atomic.Pointer[session] }
+
+func (s *sessionSlot) Len() int {
+	if s.v.Load() == nil {
+		return 0
+	}
+	return 1
+}
+
+func (s *sessionSlot) Load(key string) (any, bool) {
+	if v := s.v.Load(); key == sessionKey && v != nil {
+		return v, true
+	}
+	return nil, false
+}
+
+func (s *sessionSlot) Delete(key string) {
+	if key == sessionKey {
+		s.v.Store(nil)
+	}
+}
+
+func (s *sessionSlot) Store(key string, value any) {
+	if ss, ok := value.(*session); ok && key == sessionKey {
+		s.v.Store(ss)
+	}
+}
+
+func (s *sessionSlot) Range(f func(key string, value any) bool) {
+	if v := s.v.Load(); v != nil {
+		f(sessionKey, v)
+	}
+}
 
 type handler struct {
 	gws.BuiltinEventHandler
@@ -576,7 +627,7 @@ func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
 	ss.mu.Lock()
 	var fresh []string
 	for _, sym := range m.Symbols {
-		if ss.symbols[sym] == nil {
+		if ss.symbols.get(sym) == nil {
 			fresh = append(fresh, sym)
 		}
 	}
@@ -612,6 +663,7 @@ func (h *handler) replySymbols(ss *session, code, msg string, symbols []string) 
 // SymbolsRemoved tells each subscriber of a symbol no longer served (as
 // hub.SetSymbols returned them) and forgets those subscriptions.
 func (s *Server) SymbolsRemoved(lost map[hub.Subscriber][]string) {
+	s.sentBySymbol.Clear()
 	valid := strings.Join(s.hub.Symbols(), ", ")
 	for sub, syms := range lost {
 		ss, ok := sub.(*session)
