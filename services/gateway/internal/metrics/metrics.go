@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,35 +92,33 @@ func (m *Metrics) Symbol(sym string) string {
 	return "other"
 }
 
-// Window counts events over the last minute in one-second buckets, for /ws/stats.
+// Window counts events over the last minute in one-second buckets, for
+// /ws/stats. It is lock-free: every snapshot write adds to it, from many
+// goroutines at once. A count racing a bucket's reset may be lost; the
+// result is a statistic, not a ledger.
 type Window struct {
-	mu      sync.Mutex
-	buckets [60]int64
-	stamps  [60]int64
+	buckets [60]atomic.Int64
+	stamps  [60]atomic.Int64
 }
 
 // Add counts n events now.
 func (w *Window) Add(now time.Time, n int64) {
 	sec := now.Unix()
 	i := sec % 60
-	w.mu.Lock()
-	if w.stamps[i] != sec {
-		w.stamps[i], w.buckets[i] = sec, 0
+	if w.stamps[i].Load() != sec && w.stamps[i].Swap(sec) != sec {
+		w.buckets[i].Store(0)
 	}
-	w.buckets[i] += n
-	w.mu.Unlock()
+	w.buckets[i].Add(n)
 }
 
 // Sum returns the events of the last 60 seconds.
 func (w *Window) Sum(now time.Time) int64 {
 	sec := now.Unix()
 	var n int64
-	w.mu.Lock()
 	for i := range w.buckets {
-		if sec-w.stamps[i] < 60 {
-			n += w.buckets[i]
+		if sec-w.stamps[i].Load() < 60 {
+			n += w.buckets[i].Load()
 		}
 	}
-	w.mu.Unlock()
 	return n
 }
