@@ -68,6 +68,7 @@ type session struct {
 	queue    []*hub.Frame // FIFO, one per symbol
 	replies  []reply      // FIFO, written before queued snapshots
 	busy     bool         // a write is handed to gws
+	deadline time.Time    // the socket's write deadline, as last set
 	since    time.Time    // when that write was handed over
 	// missed counts write-deadline misses in a row; countedUpTo marks how far
 	// the current write has been counted, so a stalled write counts once per timeout.
@@ -330,8 +331,20 @@ func (s *session) startLocked(now time.Time) {
 // that accepts nothing for the whole slow-consumer budget is dead, and the
 // deadline frees the writer even if the watchdog is late. Every write arms
 // it afresh, so a quiet connection's next write never meets a stale one.
+//
+// Moving a socket deadline is a runtime timer change, and at one per write
+// it was the largest per-write cost the bare broadcaster does not pay; so a
+// deadline still at least half the budget away is kept. Each write thus has
+// at least half the budget (two write timeouts or more), and the watchdog,
+// not the socket, counts the misses.
 func (s *session) armDeadline() {
-	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)))
+	budget := s.srv.cfg.WriteTimeout * time.Duration(s.srv.cfg.SlowMaxMisses+1)
+	now := time.Now()
+	if s.deadline.Sub(now) >= budget/2 {
+		return
+	}
+	s.deadline = now.Add(budget)
+	s.conn.SetWriteDeadline(s.deadline)
 }
 
 // written runs on gws's writer when a write finished; f is nil for a reply.
@@ -405,7 +418,8 @@ func (s *session) closeLocked(code uint16, label, reason string) {
 	// explaining the close). A write stuck in flight gets a second more,
 	// then the socket goes regardless.
 	s.closeFrame = &reply{op: gws.OpcodeCloseConnection, payload: []byte(reason), code: code}
-	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.deadline = time.Now().Add(time.Second)
+	s.conn.SetWriteDeadline(s.deadline)
 	s.startLocked(s.srv.now())
 }
 
