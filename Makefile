@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run fleet test bench fuzz lint fmt vet tidy clean screenshot connmem
+.PHONY: all build run fleet test k6check bench fuzz lint fmt vet tidy clean screenshot connmem
 
 all: build
 
@@ -20,8 +20,13 @@ run: build ## snapshotter + one gateway on the embedded default at http://localh
 fleet: build ## redis + snapshotter + 3 gateways + nginx (ip_hash) at http://localhost:8080
 	deploy/local/fleet.sh
 
-test: ## every test of every module
+test: ## every test of every module, and the k6 scenarios type-checked
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+	@$(MAKE) --no-print-directory k6check
+
+k6check: ## type-check loadtest/k6 against @types/k6 (no k6 binary: it is AGPL; see docs/LOADTEST.md)
+	@echo "== tsc loadtest/k6"
+	cd loadtest/k6 && npm ci --no-audit --no-fund --silent && npx --no-install tsc -p . && echo "k6 scenarios type-check: ok"
 
 bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md with this command
 	cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./...
