@@ -59,4 +59,4 @@ clean:
 	rm -rf bin
 
 screenshot: build ## docs/screenshot.png (1280x800): bin/ on temp ports, a temp DuckDB with demo data, headless Chromium
-	cd e2e && LIQSTREAM_BIN=$(CURDIR)/bin LIQSTREAM_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run '^TestScreenshot$$' -v .
+	cd e2e && LIQSTREAM_BIN=$(CURDIR)/bin LIQSTREAM_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -tags screenshot -count=1 -run '^TestScreenshot$$' -v .

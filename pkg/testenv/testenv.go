@@ -7,6 +7,7 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -33,8 +34,19 @@ func Need(t testing.TB, binary string, alt ...string) string {
 			return p
 		}
 	}
-	t.Skipf("SKIPPED: %s is not installed (run .ci/run, which apt-installs it); this test needs the real server", binary)
+	Missing(t, fmt.Sprintf("%s is not installed (run .ci/run, which apt-installs it); this test needs the real server", binary))
 	return ""
+}
+
+// Missing skips the test, loudly, for a part that is not installed; under CI
+// (CI set) it fails it instead, since .ci/run installs every part and a
+// skipped test there would pass silently.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("MISSING under CI: %s", why)
+	}
+	t.Skipf("SKIPPED: %s", why)
 }
 
 // waitTCP waits until addr accepts connections or the process exits.

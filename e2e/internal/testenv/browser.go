@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	pkgenv "github.com/liqstream/liqstream/pkg/testenv"
 )
 
 // ChromiumPath is where Debian's chromium package puts the browser; .ci/run
@@ -24,11 +27,11 @@ func UseBinaries(dir string) {
 
 // Browser starts one headless Chromium for the calling test and its subtests
 // and returns its context; tabs are opened with Tab. It skips the test, loudly,
-// when Chromium is not installed.
+// when Chromium is not installed (fails it under CI).
 func Browser(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
-		t.Skipf("SKIPPING BROWSER TEST: %s not found (%v); install the chromium package (.ci/run does) to run it", ChromiumPath, err)
+		pkgenv.Missing(t, fmt.Sprintf("browser test: %s not found (%v); install the chromium package (.ci/run does) to run it", ChromiumPath, err))
 	}
 	// Not t.TempDir: Chromium may still be writing into its profile while
 	// the test's cleanup removes the dir, which would fail the test.
