@@ -64,7 +64,12 @@ func TestBrowserPage(t *testing.T) {
 		if st.HistoryColumns < 150 || st.Columns < st.HistoryColumns {
 			t.Errorf("history columns %d, columns %d", st.HistoryColumns, st.Columns)
 		}
+		// The first frame may be drawn a moment after drawnSeq is set (history
+		// and the live column paint in separate animation frames): poll.
 		px := pixels(t, tab)
+		for deadline := time.Now().Add(10 * time.Second); px.Lit*100 < px.Total && time.Now().Before(deadline); px = pixels(t, tab) {
+			time.Sleep(100 * time.Millisecond)
+		}
 		if px.Lit*100 < px.Total { // at least 1% of the plot is coloured cells or candles
 			t.Errorf("heatmap looks blank: %d of %d plot pixels lit", px.Lit, px.Total)
 		}

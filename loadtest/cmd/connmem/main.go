@@ -8,7 +8,7 @@
 // target in turn (floor, gateway, floor by default) starts the binary, reads
 // its RSS, opens N loopback connections from source addresses spread over
 // 127.0.X.Y at -ramp per second, subscribes every client to BTCUSDT and every
-// second one to ETHUSDT too (update_interval 1), waits -settle, then measures
+// second one to ETHUSDT too (update_interval 1 unless -update-interval), waits -settle, then measures
 // over -window: the target's CPU (% of one core), RSS growth per connection,
 // frames read, producer-timestamp-to-read latency and seq gaps. Then it closes
 // the clients, stops the target and moves on. It prints a table and writes
@@ -65,24 +65,25 @@ import (
 var symbols = []string{"BTCUSDT", "ETHUSDT"}
 
 type options struct {
-	n           int
-	ramp        int
-	settle      time.Duration
-	window      time.Duration
-	targets     []string
-	gatewayBin  string
-	floorBin    string
-	redisBin    string
-	frameBytes  int
-	interval    time.Duration
-	compression bool
-	out         string
-	profileDir  string
-	gatewayDbg  string
-	hold        time.Duration
-	timeout     time.Duration
-	keep        bool
-	memProfRate int
+	n              int
+	ramp           int
+	settle         time.Duration
+	window         time.Duration
+	targets        []string
+	gatewayBin     string
+	floorBin       string
+	redisBin       string
+	frameBytes     int
+	interval       time.Duration
+	updateInterval int
+	compression    bool
+	out            string
+	profileDir     string
+	gatewayDbg     string
+	hold           time.Duration
+	timeout        time.Duration
+	keep           bool
+	memProfRate    int
 }
 
 func main() {
@@ -98,6 +99,7 @@ func main() {
 	flag.StringVar(&o.redisBin, "redis-server", "redis-server", "redis-server binary")
 	flag.IntVar(&o.frameBytes, "frame-bytes", 18000, "approximate size of each snapshot frame")
 	flag.DurationVar(&o.interval, "interval", time.Second, "producer cadence per symbol")
+	flag.IntVar(&o.updateInterval, "update-interval", 1, "clients' update_interval in seconds (the page's default is 5, with -interval 5s)")
 	flag.BoolVar(&o.compression, "compression", false, "clients offer permessage-deflate (browsers do; off for the main numbers)")
 	flag.StringVar(&o.out, "out", "connmem.json", "JSON results file (empty = none)")
 	flag.StringVar(&o.profileDir, "profile", "", "save heap profiles and goroutine dumps of each target to this directory")
@@ -251,7 +253,7 @@ func run(o options) error {
 		N: o.n, Ramp: o.ramp, SettleS: o.settle.Seconds(), WindowS: o.window.Seconds(), FrameBytes: o.frameBytes,
 		IntervalS: o.interval.Seconds(), Compression: o.compression, MemProfRate: o.memProfRate,
 		GatewayBin: o.gatewayBin, FloorBin: o.floorBin,
-		Symbols: "every client BTCUSDT, every second one ETHUSDT too; update_interval 1",
+		Symbols: fmt.Sprintf("every client BTCUSDT, every second one ETHUSDT too; update_interval %d", o.updateInterval),
 	}}
 	fmt.Printf("machine: %d cores (%s), %.1f GiB, %s, %s, RLIMIT_NOFILE %d\n", res.Machine.Cores, res.Machine.CPU,
 		float64(res.Machine.MemTotalK)/(1<<20), res.Machine.Kernel, res.Machine.Go, nofile)
@@ -922,10 +924,11 @@ func dialAll(ctx context.Context, o options, url string, st *stats, r *Run) []*c
 			if err == nil {
 				c.conn = conn
 				go conn.ReadLoop()
-				sub := `{"action":"subscribe","symbols":["BTCUSDT"],"update_interval":1}`
+				syms := `"BTCUSDT"`
 				if i%2 == 1 {
-					sub = `{"action":"subscribe","symbols":["BTCUSDT","ETHUSDT"],"update_interval":1}`
+					syms = `"BTCUSDT","ETHUSDT"`
 				}
+				sub := fmt.Sprintf(`{"action":"subscribe","symbols":[%s],"update_interval":%d}`, syms, o.updateInterval)
 				err = conn.WriteString(sub)
 			}
 			mu.Lock()
