@@ -190,6 +190,12 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 	}
 	ps := s.client.Subscribe(ctx, channels...)
 	defer ps.Close()
+	// go-redis bounds its reads with deadlines, not the context, and one of
+	// them (its push-notification peek) has none: closing the subscription
+	// is what ends a read in progress, so a cancelled Run returns at once
+	// and a gateway exits right after its drain.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	confirmed := map[string]bool{}
 	isUp, everUp := false, false
 	setUp := func(v bool) {
