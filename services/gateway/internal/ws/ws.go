@@ -52,7 +52,14 @@ type Config struct {
 	// ReadBufferBytes is held by every connection for its whole life, and
 	// clients only send small actions: a small buffer is most of the
 	// per-connection memory saved (a larger frame is still read whole).
-	ReadBufferBytes   int     `mapstructure:"read_buffer_bytes" desc:"read buffer per connection"`
+	ReadBufferBytes int `mapstructure:"read_buffer_bytes" desc:"read buffer per connection"`
+	// SendBufferBytes caps the kernel's send buffer of each client socket.
+	// Autotuned, it grows to megabytes (tcp_wmem): a client that reads too
+	// slowly then gets minutes-old frames while every write succeeds, so it
+	// is never found slow, and each such client pins megabytes of kernel
+	// memory. Capped, a write blocks once the client is a few frames behind,
+	// and the write deadline finds it.
+	SendBufferBytes   int     `mapstructure:"send_buffer_bytes" desc:"kernel send buffer per client socket (SO_SNDBUF; Linux doubles it); 0 leaves it to autotuning, which lets a slow reader fall minutes behind unnoticed"`
 	MaxSymbols        int     `mapstructure:"max_symbols" desc:"symbols one connection may subscribe to"`
 	ActionsPerSecond  float64 `mapstructure:"actions_per_second" desc:"client messages per second per connection"`
 	ActionBurst       int     `mapstructure:"action_burst" desc:"burst of client messages allowed above the rate"`
@@ -83,6 +90,7 @@ func (c Config) Validate() error {
 		{c.MaxPendingReplies >= 1 && c.MaxPendingReplies <= 1000, "ws.max_pending_replies", "between 1 and 1000"},
 		{c.MaxFrameBytes >= 256 && c.MaxFrameBytes <= 1<<20, "ws.max_frame_bytes", "between 256 and 1048576"},
 		{c.ReadBufferBytes >= 256 && c.ReadBufferBytes <= 1<<16, "ws.read_buffer_bytes", "between 256 and 65536"},
+		{c.SendBufferBytes == 0 || (c.SendBufferBytes >= 4096 && c.SendBufferBytes <= 4<<20), "ws.send_buffer_bytes", "0 (autotuning) or between 4096 and 4194304"},
 		{c.MaxSymbols >= 1 && c.MaxSymbols <= 100, "ws.max_symbols", "between 1 and 100"},
 		{c.ActionsPerSecond > 0, "ws.actions_per_second", "above 0"},
 		{c.ActionBurst >= 1, "ws.action_burst", "at least 1"},
@@ -109,7 +117,7 @@ func DefaultConfig() Config {
 	return Config{
 		IdleTimeout: 60 * time.Second, PingInterval: 30 * time.Second,
 		WriteTimeout: time.Second, SlowMaxMisses: 3, WarnInterval: 5 * time.Second, QueueSize: 5, MaxPendingReplies: 16,
-		MaxFrameBytes: 4096, ReadBufferBytes: 1024, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
+		MaxFrameBytes: 4096, ReadBufferBytes: 1024, SendBufferBytes: 64 << 10, MaxSymbols: 10, ActionsPerSecond: 10, ActionBurst: 20, MaxRateViolations: 20,
 		MaxConns: 20000, MaxConnsPerIP: 200,
 		Compression: true, CompressionThreshold: 512,
 	}
@@ -350,6 +358,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 	nc, brw, err := hj.Hijack()
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: hijack: %w", err)
+	}
+	if sb, ok := nc.(interface{ SetWriteBuffer(int) error }); ok && s.cfg.SendBufferBytes > 0 {
+		if err := sb.SetWriteBuffer(s.cfg.SendBufferBytes); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("upgrade: set the send buffer: %w", err)
+		}
 	}
 	lc := &lingerConn{Conn: nc}
 	br := brw.Reader // net/http's, 4 KB: keep it only if it already holds client bytes

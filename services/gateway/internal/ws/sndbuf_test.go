@@ -1,0 +1,47 @@
+package ws
+
+import (
+	"testing"
+	"time"
+
+	"github.com/liqstream/liqstream/pkg/wsclient"
+)
+
+// A client that stops reading must be found slow before the kernel has
+// taken megabytes for it. Left to autotuning, a socket's send buffer grows
+// to 4 MB (far more on loopback's 64 KB segments): at a heatmap's 18–36 KB/s
+// that is minutes of frames the client reads long after they were current,
+// while the gateway sees every write succeed and calls nobody slow. The load
+// runs' slow readers (2 KB/s) got 87 s old frames and no SLOW_CONSUMER.
+func TestReview12StalledReaderIsFoundWithinTheSendBuffer(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.WriteTimeout, cfg.SlowMaxMisses = 50*time.Millisecond, 3
+	clk := newFakeClock()
+	f := startClock(t, cfg, clk)
+	fast := dial(t, f.url, wsclient.Options{})
+	slow := dial(t, f.url, wsclient.Options{Buffer: 1})
+	for _, c := range []*wsclient.Client{fast, slow} {
+		mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1})
+	}
+	waitFor(t, "2 subscriptions", func() bool { return f.hub.Subscriptions()["BTCUSDT"] == 2 })
+	// 100 frames of a spec-sized snapshot (1.8 MB) at once, each read by the fast client.
+	const frameBytes, n = 18 << 10, 100
+	for i := 1; i <= n; i++ {
+		clk.advance(1100 * time.Millisecond)
+		f.hub.Publish("BTCUSDT", frame("BTCUSDT", i, frameBytes))
+		if m := nextSnapshot(t, fast); m["seq"] != float64(i) {
+			t.Fatalf("fast client got seq %v, want %d", m["seq"], i)
+		}
+	}
+	// Every write that completed went into the kernel: the fast client's n
+	// frames, the rest the stalled one's. Its receive buffer (128 KB), a
+	// capped send buffer and a frame in flight fit well inside 512 KB.
+	toSlow := int(counter(f.m.MessagesSent.WithLabelValues(f.m.Symbol("BTCUSDT")))) - n
+	if toSlow*frameBytes > 512<<10 {
+		t.Fatalf("%d of %d frames (%d KB) went into the socket of a client that stopped reading: the kernel buffers them, the gateway sees no slow write, and the client reads them minutes late",
+			toSlow, n, toSlow*frameBytes>>10)
+	}
+	// Its write is stuck now, so the watchdog finds it.
+	waitFor(t, "the stalled client closed as a slow consumer", func() bool { return counter(f.m.Disconnects.WithLabelValues("slow_consumer")) == 1 })
+	t.Logf("%d frames (%d KB) written to the stalled client before it was closed", toSlow, toSlow*frameBytes>>10)
+}
