@@ -6,7 +6,7 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run fleet test k6check bench fuzz lint fmt vet tidy clean screenshot connmem
+.PHONY: all build run fleet test k6check bench fuzz lint fmt vet tidy clean screenshot loadtest loadtest-bin soak
 
 all: build
 
@@ -20,9 +20,10 @@ run: build ## snapshotter + one gateway on the embedded default at http://localh
 fleet: build ## redis + snapshotter + 3 gateways + nginx (ip_hash) at http://localhost:8080
 	deploy/local/fleet.sh
 
-test: ## every test of every module, and the k6 scenarios type-checked
+test: ## every test of every module, the k6 scenarios type-checked, and the smoke load
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
 	@$(MAKE) --no-print-directory k6check
+	@$(MAKE) --no-print-directory loadtest LOAD=smoke
 
 k6check: ## type-check loadtest/k6 against @types/k6 (no k6 binary: it is AGPL; see docs/LOADTEST.md)
 	@echo "== tsc loadtest/k6"
@@ -33,13 +34,21 @@ bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md wi
 	cd services/gateway && $(GO) test -run '^$$' -bench . -benchtime 5x ./internal/ws
 
 FUZZTIME ?= 60s
-N      ?= 10000
-WINDOW ?= 30s
-CONNMEM_FLAGS ?=
-connmem: ## per-connection RSS and CPU of the gateway vs a bare gws broadcaster (floor), N conns, real redis-server; not part of test
+LOAD ?= standard
+SOAK ?= 30m
+LOADRUN_FLAGS ?=
+loadtest-bin:
 	cd services/gateway && CGO_ENABLED=0 $(GO) build -o ../../bin/gateway .
-	cd loadtest && CGO_ENABLED=0 $(GO) build -o ../bin/floor ./cmd/floor && $(GO) build -o ../bin/connmem ./cmd/connmem
-	bin/connmem -n $(N) -window $(WINDOW) -gateway bin/gateway -floor bin/floor -out bin/connmem.json -profile bin/connmem-profiles $(CONNMEM_FLAGS)
+	cd loadtest && CGO_ENABLED=0 $(GO) build -o ../bin/floor ./cmd/floor && $(GO) build -o ../bin/loadrun ./cmd/loadrun && $(GO) build -o ../bin/wsload ./cmd/wsload && $(GO) build -o ../bin/feeder ./cmd/feeder
+
+# The standard load regenerates its section of docs/PERFORMANCE.md; the
+# smoke load (part of make test) only checks that every client connected and
+# got every frame in order, and writes no doc.
+loadtest: loadtest-bin ## LOAD=standard (~20 min, regenerates docs/PERFORMANCE.md) or LOAD=smoke (~1 min); gateway vs the floor, real redis-server and nginx; see docs/LOADTEST.md
+	bin/loadrun -load $(LOAD) -out bin/loadtest-$(LOAD).json $(if $(filter standard,$(LOAD)),-doc docs/PERFORMANCE.md) -via "make loadtest LOAD=$(LOAD)" $(LOADRUN_FLAGS)
+
+soak: loadtest-bin ## 1,000 clients on one gateway for SOAK (30m): RSS, goroutines and fds each minute; regenerates its section of docs/PERFORMANCE.md
+	bin/loadrun -load soak -soak $(SOAK) -out bin/loadtest-soak.json -doc docs/PERFORMANCE.md -via "make soak SOAK=$(SOAK)" $(LOADRUN_FLAGS)
 
 fuzz: ## fuzz the client-message decoder; new corpus entries land in Go's cache (copy interesting ones to testdata/)
 	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecodeClientMessage -fuzztime $(FUZZTIME) ./protocol
