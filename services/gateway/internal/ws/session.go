@@ -1,7 +1,9 @@
 package ws
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -360,7 +362,15 @@ func (s *session) written(f *hub.Frame, err error) {
 	defer s.mu.Unlock()
 	s.busy = false
 	if err != nil {
-		return // gws closes the connection on a write error; OnClose cleans up
+		// gws closes the connection on a write error; OnClose cleans up. A
+		// write that ran into its deadline is a slow consumer even if the
+		// watchdog had not counted slow_max_misses yet: a deadline kept from
+		// an earlier write may fire after half the budget.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && s.closeReason == "" {
+			s.closeReason = "slow_consumer"
+		}
+		return
 	}
 	if now.Sub(s.since) <= s.srv.cfg.WriteTimeout {
 		s.missed = 0
