@@ -263,3 +263,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// disconnects reads ws_disconnects_total by reason from a gateway's /metrics.
+func disconnects(url string) map[string]float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	const prefix = `ws_disconnects_total{reason="`
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		reason, value, ok := strings.Cut(rest, `"} `)
+		if v, err := strconv.ParseFloat(value, 64); ok && err == nil {
+			out[reason] = v
+		}
+	}
+	return out
+}

@@ -60,6 +60,9 @@ type Run struct {
 	LifetimeFast wsload.Class `json:"lifetime_fast"`
 	LifetimeSlow wsload.Class `json:"lifetime_slow"`
 	SlowFlagged  int          `json:"slow_clients_flagged"`
+	// ServerDisconnects is each reason's count in the gateways'
+	// ws_disconnects_total at the end of the window (gateway targets).
+	ServerDisconnects map[string]float64 `json:"server_disconnects,omitempty"`
 	// Server is the sum over the target's processes; Processes each one.
 	Server         ProcStats   `json:"server"`
 	Processes      []ProcStats `json:"processes"`
@@ -218,6 +221,7 @@ type server struct {
 	floor     *proc
 	nginx     *proc
 	debugAddr []string // pprof of each Go process, in the order of gateways (or the floor)
+	httpAddrs []string // each gateway's listen address (/metrics)
 }
 
 type gatewayProc struct {
@@ -275,6 +279,7 @@ func (r *Runner) startTarget(ctx context.Context, s Scenario, kind, feedURL stri
 		}
 		g := &gatewayProc{proc: p, id: id}
 		srv.gateways = append(srv.gateways, g)
+		srv.httpAddrs = append(srv.httpAddrs, addr)
 		return g, addr, waitHTTP(ctx, "http://"+addr+"/readyz", p)
 	}
 	var err error
@@ -415,6 +420,14 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 	run.Window = pool.End()
 	p1, m1, self1 := mustSample(run.Processes), procstat.ReadMachine(), selfSample()
 	run.LifetimeFast, run.LifetimeSlow = pool.Lifetime()
+	for _, g := range srv.httpAddrs {
+		for reason, n := range disconnects("http://" + g + "/metrics") {
+			if run.ServerDisconnects == nil {
+				run.ServerDisconnects = map[string]float64{}
+			}
+			run.ServerDisconnects[reason] += n
+		}
+	}
 	run.SlowFlagged = pool.Flagged(true)
 	run.MachineBusyPct = procstat.BusyPercent(m0, m1)
 	run.ClientCPUPct = procstat.CPUPercent(self0, self1)

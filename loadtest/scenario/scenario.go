@@ -110,7 +110,12 @@ func Scenarios(l Load, soakFor time.Duration) ([]Scenario, error) {
 				s.Name, s.Title = "slow-readers", "1 % slow readers among 10,000 clients"
 				s.Goal = "fast clients' p99 within 10 % of the run without slow readers; every slow one got SLOW_CONSUMER or 4008; gateway memory bounded"
 				s.Targets = []string{Gateway}
-				s.SlowFraction, s.SlowRate = 0.01, 2048
+				// A slow client learns of its close only after reading what
+				// the kernel buffered before it (the gateway's capped send
+				// buffer and its own receive buffer, ~150 KB): at 4 KB/s that
+				// is under 40 s, so the minute of settling lets every slow
+				// client see its warning or 4008 before the window ends.
+				s.SlowFraction, s.SlowRate, s.Settle = 0.01, 4096, time.Minute
 			}),
 			with(func(s *Scenario) {
 				s.Name, s.Title = "19k", "19,000 clients on one gateway"

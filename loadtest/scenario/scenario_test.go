@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,21 @@ func TestTargetKinds(t *testing.T) {
 		if k != tc.kind || d != tc.deflate || floorOf(tc.target) != tc.floor {
 			t.Errorf("%s: kind %q deflate %v floor %q; want %q %v %q", tc.target, k, d, floorOf(tc.target), tc.kind, tc.deflate, tc.floor)
 		}
+	}
+}
+
+func TestDisconnectsFromMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("# HELP ws_disconnects_total x\n# TYPE ws_disconnects_total counter\n" +
+			"ws_disconnects_total{reason=\"slow_consumer\"} 100\nws_disconnects_total{reason=\"idle\"} 3\n" +
+			"ws_disconnects_total_other{reason=\"x\"} 9\nws_active_connections 5\n"))
+	}))
+	defer srv.Close()
+	got := disconnects(srv.URL)
+	if len(got) != 2 || got["slow_consumer"] != 100 || got["idle"] != 3 {
+		t.Errorf("disconnects = %v, want slow_consumer 100 and idle 3", got)
+	}
+	if disconnects("http://127.0.0.1:1/metrics") != nil {
+		t.Error("an unreachable gateway should give nil")
 	}
 }
