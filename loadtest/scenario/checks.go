@@ -153,7 +153,7 @@ func evaluate(rep *Report) {
 			nSlow := gw.LifetimeSlow.Clients
 			add(Gateway, "slow clients told (SLOW_CONSUMER or 4008)", fmt.Sprintf("%d of %d", nSlow, nSlow), fmt.Sprintf("%d", gw.SlowFlagged), gw.SlowFlagged == nSlow && nSlow > 0, false)
 			sc := gw.ServerDisconnects["slow_consumer"]
-			add(Gateway, "gateway's slow_consumer disconnects", fmt.Sprintf("%d", nSlow), fmt.Sprintf("%.0f (all reasons: %s)", sc, fmtFloats(gw.ServerDisconnects)), int(sc) == nSlow, false)
+			add(Gateway, "gateway's slow_consumer disconnects", fmt.Sprintf("%d", nSlow), fmt.Sprintf("%.0f (all reasons: %s)", sc, fmtCodes(gw.ServerDisconnects)), int(sc) == nSlow, false)
 			if ref := rep.scenario("one-gateway"); ref != nil && ref.run(Gateway) != nil {
 				r0 := ref.run(Gateway)
 				q := ratio(p99(gw), p99(r0))
@@ -214,24 +214,14 @@ func evaluate(rep *Report) {
 	}
 }
 
-func fmtCodes(m map[string]int64) string {
+// fmtCodes renders counts by code, sorted: "1001×2, 4008×1", or "none".
+func fmtCodes[V int64 | float64](m map[string]V) string {
 	if len(m) == 0 {
 		return "none"
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func fmtFloats(m map[string]float64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+		parts = append(parts, fmt.Sprintf("%s×%v", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }

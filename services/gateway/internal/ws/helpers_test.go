@@ -2,9 +2,12 @@ package ws
 
 import (
 	"net/netip"
+	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/liqstream/liqstream/pkg/wsclient"
 )
 
 func counter(c prometheus.Counter) float64 {
@@ -39,4 +42,17 @@ func sessionsIdle(s *Server) bool {
 		}
 	}
 	return true
+}
+
+// fastAndStalled dials a client that reads everything and one that stops
+// reading after a frame, both subscribed to BTCUSDT at update_interval 1.
+func fastAndStalled(t *testing.T, f *fixture) (fast, stalled *wsclient.Client) {
+	t.Helper()
+	fast = dial(t, f.url, wsclient.Options{})
+	stalled = dial(t, f.url, wsclient.Options{Buffer: 1})
+	for _, c := range []*wsclient.Client{fast, stalled} {
+		mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1})
+	}
+	waitFor(t, "2 subscriptions", func() bool { return f.hub.Subscriptions()["BTCUSDT"] == 2 })
+	return fast, stalled
 }

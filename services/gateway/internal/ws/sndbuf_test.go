@@ -20,12 +20,7 @@ func TestReview12StalledReaderIsFoundBehindWithinTheSendBuffer(t *testing.T) {
 	cfg.WriteTimeout, cfg.SlowMaxMisses = 50*time.Millisecond, 3
 	clk := newFakeClock()
 	f := startClock(t, cfg, clk)
-	fast := dial(t, f.url, wsclient.Options{})
-	slow := dial(t, f.url, wsclient.Options{Buffer: 1})
-	for _, c := range []*wsclient.Client{fast, slow} {
-		mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1})
-	}
-	waitFor(t, "2 subscriptions", func() bool { return f.hub.Subscriptions()["BTCUSDT"] == 2 })
+	fast, _ := fastAndStalled(t, f)
 	// 100 frames of a spec-sized snapshot (1.8 MB) at once, each read by the fast client.
 	const frameBytes, n = 18 << 10, 100
 	for i := 1; i <= n; i++ {

@@ -483,12 +483,7 @@ func TestStalledReaderIsClosedAndOthersUnaffected(t *testing.T) {
 	cfg.WriteTimeout, cfg.SlowMaxMisses = 50*time.Millisecond, 3
 	clk := newFakeClock()
 	f := startClock(t, cfg, clk)
-	fast := dial(t, f.url, wsclient.Options{})
-	slow := dial(t, f.url, wsclient.Options{Buffer: 1})
-	for _, c := range []*wsclient.Client{fast, slow} {
-		mustSend(t, c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1})
-	}
-	waitFor(t, "2 subscriptions", func() bool { return f.hub.Subscriptions()["BTCUSDT"] == 2 })
+	fast, _ := fastAndStalled(t, f)
 	for i := 1; f.srv.Active() == 2; i++ {
 		if i > 2000 {
 			t.Fatal("the stalled client was never closed")
