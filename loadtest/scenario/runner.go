@@ -23,10 +23,11 @@ import (
 // Options say where the parts are.
 type Options struct {
 	GatewayBin, FloorBin string
-	RedisBin, NginxBin   string // empty: found on PATH (nginx also in /usr/sbin)
-	NginxTemplate        string // the shipped edge, deploy/nginx/nginx.conf.tmpl
-	FrameBytes           int    // size of each snapshot frame
-	ProfileDir           string // CPU profiles land here; empty: a temp dir
+	RedisBin, NginxBin   string   // empty: found on PATH (nginx also in /usr/sbin)
+	NginxTemplate        string   // the shipped edge, deploy/nginx/nginx.conf.tmpl
+	FrameBytes           int      // size of each snapshot frame
+	ProfileDir           string   // CPU profiles land here; empty: a temp dir
+	GatewayArgs          []string // extra flags for every gateway, e.g. to compare a setting
 	KeepLogs             bool
 	Log                  io.Writer // progress lines
 }
@@ -273,6 +274,7 @@ func (r *Runner) startTarget(ctx context.Context, s Scenario, kind, feedURL stri
 		args := append([]string{"--listen=" + addr, "--instance_id=" + id, "--snapshotter_url=" + feedURL,
 			"--redis_url=" + redisURL, "--log_level=warn", "--debug_listen=" + d, "--drain_timeout=1s",
 			"--ws.max_connections_per_ip=100000", "--ws.max_connections=" + strconv.Itoa(max(20000, 2*s.N))}, extra...)
+		args = append(args, r.o.GatewayArgs...)
 		p, err := start(id, r.o.GatewayBin, filepath.Join(r.dir, s.Name+"-"+kind+"-"+id+".log"), nil, args...)
 		if err != nil {
 			return nil, "", err

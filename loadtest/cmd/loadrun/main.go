@@ -34,6 +34,7 @@ func main() {
 		doc     = flag.String("doc", "", "regenerate this load's section of this markdown file (docs/PERFORMANCE.md)")
 		timeout = flag.Duration("timeout", 90*time.Minute, "stop everything after this long")
 		via     = flag.String("via", "", "the command that ran this one, for the report (make loadtest)")
+		gwArgs  = flag.String("gateway-args", "", "extra flags for every gateway, space-separated (e.g. --ws.send_buffer_bytes=0)")
 	)
 	flag.StringVar(&o.GatewayBin, "gateway", "bin/gateway", "gateway binary")
 	flag.StringVar(&o.FloorBin, "floor", "bin/floor", "floor binary")
@@ -45,6 +46,7 @@ func main() {
 	flag.BoolVar(&o.KeepLogs, "keep-logs", false, "keep the temp dir with every process's log")
 	flag.Parse()
 	o.Log = os.Stdout
+	o.GatewayArgs = strings.Fields(*gwArgs)
 	command := "bin/loadrun " + strings.Join(os.Args[1:], " ")
 	if *via != "" {
 		command = *via + "`, that is `" + command
