@@ -188,7 +188,7 @@ func TestReview5UnreadRepliesAreBounded(t *testing.T) {
 	}
 	waitFor(t, "the non-reading client to be closed", func() bool { return f.srv.Active() == 0 })
 	if n := counter(f.m.Disconnects.WithLabelValues("slow_consumer")); n != 1 {
-		t.Fatalf("slow_consumer disconnects %v, want 1", n)
+		t.Fatalf("slow_consumer disconnects %v, want 1 (idle %v, error %v, client %v)", n, counter(f.m.Disconnects.WithLabelValues("idle")), counter(f.m.Disconnects.WithLabelValues("error")), counter(f.m.Disconnects.WithLabelValues("client")))
 	}
 }
 

@@ -413,9 +413,11 @@ func (s *Server) remove(ss *session, reason string) {
 	s.signalEmptiedLocked()
 	s.mu.Unlock()
 	if ok {
-		s.active.Add(-1)
-		s.metrics.ActiveConnections.Dec()
+		// The reason is counted before the connection stops counting as
+		// active, so whoever sees it gone also sees why.
 		s.metrics.Disconnects.WithLabelValues(reason).Inc()
+		s.metrics.ActiveConnections.Dec()
+		s.active.Add(-1)
 	}
 }
 
