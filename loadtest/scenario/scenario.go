@@ -62,7 +62,6 @@ type Scenario struct {
 	Window         time.Duration `json:"window"`
 	SlowFraction   float64       `json:"slow_fraction,omitempty"`
 	SlowRate       int           `json:"slow_rate_bytes_per_s,omitempty"`
-	Deflate        bool          `json:"deflate,omitempty"`
 	// SampleEvery, when set, samples the target during the window (soak).
 	SampleEvery time.Duration `json:"sample_every,omitempty"`
 	// Profile takes a CPU profile of the (first) gateway after the window.
@@ -153,7 +152,7 @@ func Scenarios(l Load, soakFor time.Duration) ([]Scenario, error) {
 // load is the wsload config of a scenario against targets.
 func (s *Scenario) load(targets []string, origin string, deflate bool) wsload.Config {
 	return wsload.Config{Targets: targets, N: s.N, Ramp: s.Ramp, Sources: s.Sources, Mix: wsload.DefaultMix,
-		UpdateInterval: s.UpdateInterval, Interval: s.Interval, Deflate: s.Deflate || deflate, Origin: origin,
+		UpdateInterval: s.UpdateInterval, Interval: s.Interval, Deflate: deflate, Origin: origin,
 		SlowFraction: s.SlowFraction, SlowRate: s.SlowRate}
 }
 
@@ -164,9 +163,6 @@ func (s *Scenario) Describe() string {
 		s.N, s.Ramp, s.Sources, s.UpdateInterval, s.Interval, s.Settle, s.Window)
 	if s.SlowFraction > 0 {
 		fmt.Fprintf(&b, "; %g %% of the clients read at %d bytes/s", 100*s.SlowFraction, s.SlowRate)
-	}
-	if s.Deflate {
-		b.WriteString("; clients offer permessage-deflate")
 	}
 	return b.String()
 }

@@ -16,11 +16,11 @@ import (
 // client is one WebSocket connection and what it has read.
 type client struct {
 	gws.BuiltinEventHandler
-	idx   int
-	class *class
-	rec   *recorder
-	conn  *gws.Conn
-	wire  *countingConn
+	idx       int
+	class     *class
+	recording *atomic.Bool // the pool's: keep latencies
+	conn      *gws.Conn
+	wire      *countingConn
 	// lastSeq per symbol; touched only by the read loop.
 	lastSeq map[string]uint64
 	closing atomic.Bool // set before the pool closes it, so the close is not counted
@@ -81,8 +81,11 @@ func (c *client) snapshot(now time.Time, b []byte) {
 			}
 		}
 	}
+	if !c.recording.Load() {
+		return
+	}
 	if ts, ok := protocol.PeekTimestamp(b); ok {
-		c.rec.add(c.class, c.idx, now.Sub(ts))
+		c.class.latency.add(c.idx, now.Sub(ts))
 	}
 }
 

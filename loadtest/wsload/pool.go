@@ -17,13 +17,14 @@ import (
 
 // Pool is a load's clients, connected and reading.
 type Pool struct {
-	cfg     Config
-	rec     *recorder
-	fast    *class
-	slow    *class
-	clients []*client
-	connect Connect
-	started time.Time
+	cfg Config
+	// recording is on during a window: latencies are kept only then.
+	recording atomic.Bool
+	fast      *class
+	slow      *class
+	clients   []*client
+	connect   Connect
+	started   time.Time
 
 	window struct {
 		start        time.Time
@@ -53,8 +54,7 @@ func Dial(ctx context.Context, cfg Config) (*Pool, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
-	p := &Pool{cfg: cfg, rec: newRecorder(), fast: newClass(), slow: newClass(), started: time.Now()}
-	p.rec.slowClass = p.slow
+	p := &Pool{cfg: cfg, fast: newClass(), slow: newClass(), started: time.Now()}
 	p.connect.ByGateway = map[string]int{}
 	var (
 		mu    sync.Mutex
@@ -116,7 +116,7 @@ func (p *Pool) dialOne(i int) (*client, string, error) {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"ws": "80", "wss": "443"}[u.Scheme])
 	}
 	slow := cfg.slow(i)
-	cl := &client{idx: i, rec: p.rec, class: p.fast, lastSeq: map[string]uint64{}, closed: make(chan struct{})}
+	cl := &client{idx: i, recording: &p.recording, class: p.fast, lastSeq: map[string]uint64{}, closed: make(chan struct{})}
 	if slow {
 		cl.class = p.slow
 	}
@@ -166,20 +166,6 @@ func (p *Pool) dialOne(i int) (*client, string, error) {
 	return cl, gw, nil
 }
 
-// Connected is the number of clients that got in.
-func (p *Pool) Connected() int { return len(p.clients) }
-
-// Silent counts clients that have read no snapshot yet.
-func (p *Pool) Silent() int {
-	n := 0
-	for _, c := range p.clients {
-		if len(c.lastSeq) == 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // ConnectResult is how the clients got in.
 func (p *Pool) ConnectResult() Connect { return p.connect }
 
@@ -189,8 +175,9 @@ func (p *Pool) Begin() {
 	p.window.start = time.Now()
 	p.window.fast, p.window.slow = p.fast.snapshot(), p.slow.snapshot()
 	p.window.fastB, p.window.slowB = p.wireBytes(false), p.wireBytes(true)
-	p.rec.reset()
-	p.rec.recording.Store(true)
+	p.fast.latency.reset()
+	p.slow.latency.reset()
+	p.recording.Store(true)
 }
 
 func (p *Pool) wireBytes(slow bool) int64 {
@@ -205,7 +192,7 @@ func (p *Pool) wireBytes(slow bool) int64 {
 
 // End closes the window and returns what it saw.
 func (p *Pool) End() Window {
-	p.rec.recording.Store(false)
+	p.recording.Store(false)
 	el := time.Since(p.window.start)
 	w := Window{Seconds: el.Seconds()}
 	nFast, nSlow := 0, 0
@@ -221,7 +208,7 @@ func (p *Pool) End() Window {
 	w.Fast = p.fast.since(p.window.fast, nFast)
 	w.Slow = p.slow.since(p.window.slow, nSlow)
 	w.Fast.Open, w.Slow.Open = p.open(false), p.open(true)
-	w.Fast.Latency, w.Slow.Latency = p.rec.percentiles(p.fast), p.rec.percentiles(p.slow)
+	w.Fast.Latency, w.Slow.Latency = p.fast.latency.percentiles(), p.slow.latency.percentiles()
 	if nFast > 0 {
 		w.Fast.BytesPerClientPerS = float64(p.wireBytes(false)-p.window.fastB) / float64(nFast) / el.Seconds()
 	}
@@ -332,6 +319,7 @@ type class struct {
 	frames, gaps, outOfOrder, other atomic.Int64
 	mu                              sync.Mutex
 	closes, warnings, errors        map[string]int64
+	latency                         samples // kept while the pool records
 }
 
 func newClass() *class {

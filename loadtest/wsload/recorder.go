@@ -4,58 +4,40 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// recorder keeps every latency sample of a window, sharded by client so the
-// read loops rarely meet on a lock.
-type recorder struct {
-	recording atomic.Bool
-	shards    [64]struct {
-		mu   sync.Mutex
-		fast []int64 // microseconds
-		slow []int64
+// samples keeps latencies in microseconds, sharded by client so the read
+// loops rarely meet on a lock.
+type samples struct {
+	shards [64]struct {
+		mu sync.Mutex
+		us []int64
 	}
-	slowClass *class
 }
 
-func newRecorder() *recorder { return &recorder{} }
-
-func (r *recorder) add(c *class, idx int, d time.Duration) {
-	if !r.recording.Load() {
-		return
-	}
-	sh := &r.shards[idx%len(r.shards)]
+func (s *samples) add(idx int, d time.Duration) {
+	sh := &s.shards[idx%len(s.shards)]
 	sh.mu.Lock()
-	if c == r.slowClass {
-		sh.slow = append(sh.slow, d.Microseconds())
-	} else {
-		sh.fast = append(sh.fast, d.Microseconds())
-	}
+	sh.us = append(sh.us, d.Microseconds())
 	sh.mu.Unlock()
 }
 
-func (r *recorder) reset() {
-	for i := range r.shards {
-		sh := &r.shards[i]
+func (s *samples) reset() {
+	for i := range s.shards {
+		sh := &s.shards[i]
 		sh.mu.Lock()
-		sh.fast, sh.slow = sh.fast[:0], sh.slow[:0]
+		sh.us = sh.us[:0]
 		sh.mu.Unlock()
 	}
 }
 
-// percentiles of one class's samples.
-func (r *recorder) percentiles(c *class) Percentiles {
+func (s *samples) percentiles() Percentiles {
 	var all []int64
-	for i := range r.shards {
-		sh := &r.shards[i]
+	for i := range s.shards {
+		sh := &s.shards[i]
 		sh.mu.Lock()
-		if c == r.slowClass {
-			all = append(all, sh.slow...)
-		} else {
-			all = append(all, sh.fast...)
-		}
+		all = append(all, sh.us...)
 		sh.mu.Unlock()
 	}
 	return percentiles(all)
