@@ -18,6 +18,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/liqstream/liqstream/pkg/buildinfo"
 )
 
 // EnvPrefix prefixes every environment variable a service reads.
@@ -25,6 +27,15 @@ const EnvPrefix = "LIQSTREAM"
 
 // ErrHelp is returned when the arguments asked for --help; usage was already printed.
 var ErrHelp = pflag.ErrHelp
+
+// ErrVersion is returned for --version once the version line was printed; a
+// main exits 0 on it, as on ErrHelp.
+var ErrVersion = errors.New("version printed")
+
+// ErrChecked is returned for --check-config when the configuration loaded and
+// validated and "<name>: config ok" was printed; a main exits 0 on it. A bad
+// configuration returns its error as without the flag.
+var ErrChecked = errors.New("config checked")
 
 // Validator is implemented by config structs that check themselves after loading.
 type Validator interface{ Validate() error }
@@ -38,6 +49,9 @@ type leaf struct {
 // Load fills cfg, a pointer to a struct already holding the defaults. name is
 // the program name for usage text, args exclude the program name, and usage
 // output goes to out. The file comes from --config or LIQSTREAM_CONFIG.
+// --version prints the build (pkg/buildinfo) and returns ErrVersion;
+// --check-config loads and validates, prints "<name>: config ok" and returns
+// ErrChecked.
 func Load(name string, args []string, out io.Writer, cfg any) error {
 	rv := reflect.ValueOf(cfg)
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
@@ -52,13 +66,22 @@ func Load(name string, args []string, out io.Writer, cfg any) error {
 	fs.SetOutput(out)
 	fs.SortFlags = false
 	file := fs.String("config", "", "YAML config file (also "+EnvPrefix+"_CONFIG)")
+	version := fs.Bool("version", false, "print the version and exit")
+	check := fs.Bool("check-config", false, "load and validate the configuration (file, env, flags), print \"config ok\" and exit; exit status 2 names the bad key")
 	for _, l := range leaves {
+		if fs.Lookup(l.key) != nil {
+			return fmt.Errorf("config: key %s clashes with the built-in flag --%s", l.key, l.key)
+		}
 		if err := addFlag(fs, l); err != nil {
 			return err
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *version {
+		fmt.Fprintln(out, buildinfo.String(name))
+		return ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (settings are flags like --%s)", fs.Arg(0), leaves[0].key)
@@ -115,6 +138,10 @@ func Load(name string, args []string, out io.Writer, cfg any) error {
 		if err := val.Validate(); err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
+	}
+	if *check {
+		fmt.Fprintln(out, name+": config ok")
+		return ErrChecked
 	}
 	return nil
 }

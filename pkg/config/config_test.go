@@ -107,3 +107,65 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionAndCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("listen: \":90\"\n"), 0o644)
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("inner:\n  intervall: 3s\n"), 0o644)
+	invalid := filepath.Join(dir, "invalid.yaml")
+	os.WriteFile(invalid, []byte("count: -1\n"), 0o644)
+
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr error  // sentinel, or nil for a plain error
+		errHas  string // substring of a plain error
+		out     string // substring of the output
+		noOut   string // must not be in the output
+	}{
+		{name: "version", args: []string{"--version"}, wantErr: ErrVersion, out: "svc dev (", noOut: "config ok"},
+		{name: "version wins over a bad config", args: []string{"--version", "--config", unknown}, wantErr: ErrVersion, out: ", go1."},
+		{name: "check-config defaults", args: []string{"--check-config"}, wantErr: ErrChecked, out: "svc: config ok\n"},
+		{name: "check-config file", args: []string{"--check-config", "--config", good}, wantErr: ErrChecked, out: "svc: config ok"},
+		{name: "check-config env only", args: []string{"--check-config"}, env: map[string]string{"LIQSTREAM_CONFIG": good, "LIQSTREAM_INNER_RATE": "0.1"}, wantErr: ErrChecked, out: "svc: config ok"},
+		{name: "check-config unknown file key", args: []string{"--check-config", "--config", unknown}, errHas: `unknown key "inner.intervall"`, noOut: "config ok"},
+		{name: "check-config invalid value names the key", args: []string{"--check-config", "--config", invalid}, errHas: "invalid config: count", noOut: "config ok"},
+		{name: "check-config bad env names the key", args: []string{"--check-config"}, env: map[string]string{"LIQSTREAM_INNER_INTERVAL": "soon"}, errHas: "interval", noOut: "config ok"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var sb strings.Builder
+			err := Load("svc", tc.args, &sb, defaults())
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got error %v, want %v", err, tc.wantErr)
+				}
+			case err == nil || errors.Is(err, ErrChecked) || errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), tc.errHas):
+				t.Fatalf("got error %v, want one containing %q", err, tc.errHas)
+			}
+			if !strings.Contains(sb.String(), tc.out) {
+				t.Errorf("output %q lacks %q", sb.String(), tc.out)
+			}
+			if tc.noOut != "" && strings.Contains(sb.String(), tc.noOut) {
+				t.Errorf("output %q has %q", sb.String(), tc.noOut)
+			}
+		})
+	}
+}
+
+func TestBuiltinFlagClash(t *testing.T) {
+	type clash struct {
+		Version string `mapstructure:"version"`
+	}
+	err := Load("svc", nil, io.Discard, &clash{})
+	if err == nil || !strings.Contains(err.Error(), "clashes with the built-in flag --version") {
+		t.Fatalf("got %v", err)
+	}
+}

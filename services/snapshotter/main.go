@@ -26,7 +26,7 @@ func main() {
 	}
 	cfg := conf.Default()
 	if err := config.Load("snapshotter", os.Args[1:], os.Stderr, &cfg); err != nil {
-		if errors.Is(err, config.ErrHelp) {
+		if errors.Is(err, config.ErrHelp) || errors.Is(err, config.ErrVersion) || errors.Is(err, config.ErrChecked) {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "snapshotter:", err)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/liqstream/liqstream/pkg/buildinfo"
 )
 
 // Metrics is every gateway collector.
@@ -33,7 +35,8 @@ type Metrics struct {
 	symbols map[string]bool
 }
 
-// New registers every collector on a fresh registry, with Go and process collectors.
+// New registers every collector on a fresh registry, with Go and process
+// collectors and build_info{service="gateway"}.
 func New() *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
@@ -67,7 +70,8 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.ActiveConnections, m.Connects, m.Disconnects, m.MessagesSent, m.FramesDropped,
 		m.SlowConsumers, m.BroadcastDuration, m.DeliveryLatency, m.FrameBytes, m.ClientErrors, m.FramesReceived,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector("gateway"))
 	return m
 }
 

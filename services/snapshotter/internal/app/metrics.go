@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/liqstream/liqstream/pkg/buildinfo"
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/ingest"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
@@ -22,7 +23,8 @@ type metrics struct {
 
 func newMetrics(st *store.Store, pub *bus.RedisPublisher) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storeCollector{st})
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storeCollector{st},
+		buildinfo.Collector("snapshotter"))
 	if pub != nil {
 		m.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "snapshotter_redis_up", Help: "1 while the last Redis write round succeeded."},
