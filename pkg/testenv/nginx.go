@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +20,7 @@ type Nginx struct {
 	Addr string
 	Dir  string
 
+	template string
 	cmd  *exec.Cmd
 	done chan struct{}
 	out  bytes.Buffer
@@ -36,15 +39,8 @@ func StartNginx(t testing.TB, template string, upstreams []string) *Nginx {
 	}
 	port := FreePort(t)
 	n.Addr = hostPort(port)
-	var ups strings.Builder
-	for _, u := range upstreams {
-		fmt.Fprintf(&ups, "        server %s max_fails=1 fail_timeout=2s;\n", u)
-	}
-	conf := strings.NewReplacer("{{LISTEN}}", n.Addr, "{{PREFIX}}", n.Dir, "{{UPSTREAMS}}", ups.String()).Replace(template)
-	path := filepath.Join(n.Dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	n.template = template
+	path := n.render(t, upstreams)
 	n.cmd = exec.Command(bin, "-p", n.Dir, "-c", path, "-g", "daemon off;")
 	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
 	// nginx forks workers that inherit the output pipes: kill the whole
@@ -68,4 +64,58 @@ func StartNginx(t testing.TB, template string, upstreams []string) *Nginx {
 		t.Fatalf("nginx: %v\n%s\n%s", err, n.out.String(), logs)
 	}
 	return n
+}
+
+// render writes nginx.conf for upstreams and returns its path.
+func (n *Nginx) render(t testing.TB, upstreams []string) string {
+	t.Helper()
+	var ups strings.Builder
+	for _, u := range upstreams {
+		fmt.Fprintf(&ups, "        server %s max_fails=1 fail_timeout=2s;\n", u)
+	}
+	conf := strings.NewReplacer("{{LISTEN}}", n.Addr, "{{PREFIX}}", n.Dir, "{{UPSTREAMS}}", ups.String()).Replace(n.template)
+	path := filepath.Join(n.Dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// SetUpstreams rewrites the config for upstreams and reloads nginx (SIGHUP),
+// as an edge learns of a scale-out, and returns once the new workers run:
+// new connections get the new list, established ones stay where they are.
+func (n *Nginx) SetUpstreams(t testing.TB, upstreams []string) {
+	t.Helper()
+	old := n.workers()
+	if len(old) == 0 {
+		t.Fatal("nginx: no worker processes found")
+	}
+	n.render(t, upstreams)
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatalf("nginx reload: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fresh := 0
+		for _, pid := range n.workers() {
+			if !slices.Contains(old, pid) {
+				fresh++
+			}
+		}
+		if fresh >= len(old) {
+			return
+		}
+		if time.Now().After(deadline) {
+			logs, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
+			t.Fatalf("nginx reload: %d of %d new workers after 10s\n%s", fresh, len(old), logs)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /proc: a reload announces itself nowhere else
+	}
+}
+
+// workers lists the master's child processes.
+func (n *Nginx) workers() []string {
+	pid := strconv.Itoa(n.cmd.Process.Pid)
+	b, _ := os.ReadFile(filepath.Join("/proc", pid, "task", pid, "children"))
+	return strings.Fields(string(b))
 }

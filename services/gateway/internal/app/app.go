@@ -27,6 +27,7 @@ import (
 	"github.com/liqstream/liqstream/services/gateway/internal/conf"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
 	"github.com/liqstream/liqstream/services/gateway/internal/metrics"
+	"github.com/liqstream/liqstream/services/gateway/internal/rebalance"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 	"github.com/liqstream/liqstream/services/gateway/web"
 )
@@ -41,7 +42,8 @@ type Gateway struct {
 	src      *bus.HTTPSource
 	redis    *bus.RedisSource // nil without redis_url
 	failover *bus.Failover
-	order    *bus.Ordered // without Redis: one frame source, restarted per symbol list
+	order    *bus.Ordered          // without Redis: one frame source, restarted per symbol list
+	rebal    *rebalance.Rebalancer // nil unless rebalance.enabled
 	draining atomic.Bool
 }
 
@@ -79,6 +81,23 @@ func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 				func() float64 { return float64(g.redis.Reconnects.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_fallback_switches_total", Help: "Times the gateway fell back to HTTP."},
 				func() float64 { return float64(g.failover.Switches.Load()) }),
+		)
+	}
+	if cfg.Rebalance.Enabled {
+		// A client of its own: the subscription's connection must not wait
+		// behind a registry round, nor the other way round.
+		client, err := bus.NewRedisClient(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis_url: %w", err)
+		}
+		g.rebal = rebalance.New(cfg.Rebalance, cfg.InstanceID, rebalance.NewRedisRegistry(client), wss, g.serving, log)
+		m.Registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_rebalance_shed_total", Help: "Clients closed with 1012 to rebalance the fleet."},
+				func() float64 { return float64(g.rebal.Shed.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gateway_rebalance_peers", Help: "Other gateways counted in the last rebalancing round."},
+				func() float64 { return float64(g.rebal.Peers.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gateway_rebalance_fleet_mean_connections", Help: "Mean WebSocket connections per gateway of the fleet in the last round."},
+				func() float64 { return float64(g.rebal.Mean.Load()) }),
 		)
 	}
 	return g, nil
@@ -209,6 +228,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return nil
 	})
 	eg.Go(func() error { return g.follow(runCtx) })
+	if g.rebal != nil {
+		// On gctx, not runCtx: a draining gateway leaves the registry at
+		// once, so its peers stop counting the clients it is letting go.
+		eg.Go(func() error { return g.rebal.Run(gctx) })
+	}
 	eg.Go(func() error { return g.ws.Run(runCtx) })
 	eg.Go(func() error { return serve.HTTP(runCtx, g.cfg.Listen, g.Routes(), 5*time.Second, g.log) })
 	if g.cfg.DebugListen != "" {
@@ -307,6 +331,20 @@ func (g *Gateway) snapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(f)
+}
+
+// serving is /readyz's verdict: not draining, and a snapshot of every symbol held.
+func (g *Gateway) serving() bool {
+	if g.draining.Load() {
+		return false
+	}
+	syms := g.hub.Symbols()
+	for _, s := range syms {
+		if _, ok := g.hub.Latest(s); !ok {
+			return false
+		}
+	}
+	return len(syms) > 0
 }
 
 // ready is true while the gateway can serve: not draining and holding a

@@ -10,21 +10,23 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/bus"
+	"github.com/liqstream/liqstream/services/gateway/internal/rebalance"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 )
 
 // Config is every setting of the gateway.
 type Config struct {
-	Listen         string        `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
-	SnapshotterURL string        `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
-	LogLevel       string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
-	RedisURL       string        `mapstructure:"redis_url" desc:"subscribe to frames in Redis (redis://host:6379/0), falling back to snapshotter_url while it is down; empty = snapshotter_url only"`
-	InstanceID     string        `mapstructure:"instance_id" desc:"name of this gateway in logs and the X-Liqstream-Gateway upgrade header (default host:pid)"`
-	WSEnabled      bool          `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
-	DrainTimeout   time.Duration `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
-	SymbolsRefresh time.Duration `mapstructure:"symbols_refresh" desc:"how often the symbol list is re-read from Redis or the snapshotter, so added and removed symbols are followed live"`
-	DebugListen    string        `mapstructure:"debug_listen" desc:"serve net/http/pprof on this host:port (e.g. 127.0.0.1:6060), apart from listen; empty = off. Never expose it publicly"`
-	WS             ws.Config     `mapstructure:"ws"`
+	Listen         string           `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
+	SnapshotterURL string           `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
+	LogLevel       string           `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	RedisURL       string           `mapstructure:"redis_url" desc:"subscribe to frames in Redis (redis://host:6379/0), falling back to snapshotter_url while it is down; empty = snapshotter_url only"`
+	InstanceID     string           `mapstructure:"instance_id" desc:"name of this gateway in logs and the X-Liqstream-Gateway upgrade header (default host:pid)"`
+	WSEnabled      bool             `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
+	DrainTimeout   time.Duration    `mapstructure:"drain_timeout" desc:"on SIGTERM, how long clients get to leave before the process exits"`
+	SymbolsRefresh time.Duration    `mapstructure:"symbols_refresh" desc:"how often the symbol list is re-read from Redis or the snapshotter, so added and removed symbols are followed live"`
+	DebugListen    string           `mapstructure:"debug_listen" desc:"serve net/http/pprof on this host:port (e.g. 127.0.0.1:6060), apart from listen; empty = off. Never expose it publicly"`
+	WS             ws.Config        `mapstructure:"ws"`
+	Rebalance      rebalance.Config `mapstructure:"rebalance"`
 }
 
 // Default listens on every interface, as a container must; the snapshotter is
@@ -38,6 +40,7 @@ func Default() Config {
 		DrainTimeout:   10 * time.Second,
 		SymbolsRefresh: 15 * time.Second,
 		WS:             ws.DefaultConfig(),
+		Rebalance:      rebalance.DefaultConfig(),
 	}
 }
 
@@ -64,6 +67,12 @@ func (c *Config) Validate() error {
 		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 0 || n > 65535 {
 			return fmt.Errorf("debug_listen: want host:port such as 127.0.0.1:6060 (the host is required: pprof must not listen on every interface by accident), got %q", c.DebugListen)
 		}
+	}
+	if c.Rebalance.Enabled && c.RedisURL == "" {
+		return fmt.Errorf("rebalance.enabled: the gateways share their connection counts through Redis; set redis_url too")
+	}
+	if err := c.Rebalance.Validate(); err != nil {
+		return err
 	}
 	return c.WS.Validate()
 }

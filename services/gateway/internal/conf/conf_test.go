@@ -28,6 +28,8 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"conns", func(c *Config) { c.WS.MaxConns = 0 }, "ws.max_connections:"},
 		{"conns per ip", func(c *Config) { c.WS.MaxConnsPerIP = 0 }, "ws.max_connections_per_ip:"},
 		{"proxies", func(c *Config) { c.WS.TrustedProxies = []string{"10.0.0.1"} }, "ws.trusted_proxies:"},
+		{"rebalance without redis", func(c *Config) { c.Rebalance.Enabled = true }, "rebalance.enabled:"},
+		{"rebalance rate", func(c *Config) { c.Rebalance.Rate = 0 }, "rebalance.rate:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

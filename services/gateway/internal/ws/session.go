@@ -60,9 +60,10 @@ type reply struct {
 // per update interval, paced on the producer's clock (see pacer); a frame
 // that comes too soon is held, newest wins, and sent at its slot.
 type session struct {
-	srv  *Server
-	conn *gws.Conn
-	ip   string
+	srv       *Server
+	conn      *gws.Conn
+	ip        string
+	connected time.Time
 
 	mu       sync.Mutex
 	interval time.Duration
@@ -92,8 +93,8 @@ func newSession(srv *Server, conn *gws.Conn, ip string) *session {
 	return &session{
 		srv: srv, conn: conn, ip: ip,
 		interval: protocol.DefaultUpdateInterval * time.Second,
-		lastPing: srv.now(),
-		limiter:  rate.NewLimiter(rate.Limit(srv.cfg.ActionsPerSecond), srv.cfg.ActionBurst),
+		lastPing: srv.now(), connected: srv.now(),
+		limiter: rate.NewLimiter(rate.Limit(srv.cfg.ActionsPerSecond), srv.cfg.ActionBurst),
 	}
 }
 

@@ -282,6 +282,45 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 }
 
+// Shed closes up to n connections made before before with 1012, like a drain
+// of a few, so their clients reconnect and the edge places them again: the
+// rebalancer uses it after a scale-out. A client that connected after before
+// was placed by the edge as it is now; shedding it would only send it back
+// where the edge's hash maps it, so the rebalancer passes the moment its
+// shedding began and each client moves at most once. It returns how many it closed.
+func (s *Server) Shed(n int, before time.Time) int {
+	if n <= 0 {
+		return 0
+	}
+	var picked []*session
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return 0
+	}
+	// Map order is unspecified, not random enough to rely on, but no
+	// particular clients are preferred: any spread of them will do.
+	for ss := range s.sessions {
+		if len(picked) == n {
+			break
+		}
+		if ss.connected.Before(before) {
+			picked = append(picked, ss)
+		}
+	}
+	s.mu.Unlock()
+	closed := 0
+	for _, ss := range picked {
+		ss.mu.Lock()
+		if !ss.closing {
+			ss.closeLocked(CloseServiceRestart, "rebalance", "rebalancing: reconnect")
+			closed++
+		}
+		ss.mu.Unlock()
+	}
+	return closed
+}
+
 // ServeHTTP admits or refuses the upgrade, then reads the connection until it closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
