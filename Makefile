@@ -5,7 +5,9 @@ MODULES := pkg services/snapshotter services/gateway loadtest e2e
 # Checks of what ships (Dockerfiles, compose, the Helm chart): modules of
 # their own, outside go.work, so their BuildKit, compose-spec, Helm and
 # Kubernetes dependencies never change the services' versions.
-DEPLOY_MODULES := deploy
+# k8s builds kube-apiserver for its test on the first run (~8 min on two
+# cores, then cached), hence their longer timeout.
+DEPLOY_MODULES := deploy k8s
 # Unit and integration tests of every module, race detector on. The e2e
 # module builds and starts the real binaries itself.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
@@ -31,7 +33,7 @@ fleet: build ## redis + snapshotter + 3 gateways + nginx (ip_hash) at http://loc
 
 test: ## every test of every module, the k6 scenarios type-checked, and the smoke load
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
-	@set -e; for m in $(DEPLOY_MODULES); do echo "== go test $$m (own module, outside go.work)"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) ./...); done
+	@set -e; for m in $(DEPLOY_MODULES); do echo "== go test $$m (own module, outside go.work)"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) -timeout 30m ./...); done
 	@$(MAKE) --no-print-directory k6check
 	@$(MAKE) --no-print-directory loadtest LOAD=smoke
 

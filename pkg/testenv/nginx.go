@@ -21,9 +21,9 @@ type Nginx struct {
 	Dir  string
 
 	template string
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  bytes.Buffer
+	cmd      *exec.Cmd
+	done     chan struct{}
+	out      bytes.Buffer
 }
 
 // StartNginx renders template (text with {{LISTEN}}, {{PREFIX}} and
