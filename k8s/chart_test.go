@@ -84,6 +84,7 @@ type objects struct {
 	statefulSets []*appsv1.StatefulSet
 	services     []*corev1.Service
 	configMaps   []*corev1.ConfigMap
+	secrets      []*corev1.Secret
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         []*policyv1.PodDisruptionBudget
 	netpols      []*networkingv1.NetworkPolicy
@@ -109,6 +110,9 @@ func decodeStrict(m chart.Manifest, into *objects) error {
 	case "v1 ConfigMap":
 		o := &corev1.ConfigMap{}
 		into.configMaps, obj = append(into.configMaps, o), o
+	case "v1 Secret":
+		o := &corev1.Secret{}
+		into.secrets, obj = append(into.secrets, o), o
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		o := &autoscalingv2.HorizontalPodAutoscaler{}
 		into.hpas, obj = append(into.hpas, o), o
@@ -224,6 +228,50 @@ func (o *objects) configMap(name string) *corev1.ConfigMap {
 		}
 	}
 	return nil
+}
+
+func (o *objects) secret(name string) *corev1.Secret {
+	for _, s := range o.secrets {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// containerEnv is the environment the chart gives a container, resolved as
+// the kubelet would: literal values, the pod name for fieldRefs, and keys
+// of the Secrets the chart renders.
+func (o *objects) containerEnv(t *testing.T, p podTemplate, container string) []string {
+	t.Helper()
+	var env []string
+	for _, c := range p.tmpl.Spec.Containers {
+		if c.Name != container {
+			continue
+		}
+		for _, e := range c.Env {
+			switch {
+			case e.ValueFrom == nil:
+				env = append(env, e.Name+"="+e.Value)
+			case e.ValueFrom.FieldRef != nil:
+				env = append(env, e.Name+"=pod-0")
+			case e.ValueFrom.SecretKeyRef != nil:
+				ref := e.ValueFrom.SecretKeyRef
+				s := o.secret(ref.Name)
+				if s == nil {
+					t.Fatalf("%s %s: env %s reads Secret %s, which the chart does not render", p.kind, p.name, e.Name, ref.Name)
+				}
+				v, ok := s.StringData[ref.Key]
+				if !ok {
+					t.Fatalf("%s %s: env %s reads key %q of Secret %s, which has no such key", p.kind, p.name, e.Name, ref.Key, ref.Name)
+				}
+				env = append(env, e.Name+"="+v)
+			default:
+				t.Fatalf("%s %s: env %s: unsupported valueFrom", p.kind, p.name, e.Name)
+			}
+		}
+	}
+	return env
 }
 
 func (o *objects) service(name string) *corev1.Service {
@@ -591,24 +639,38 @@ func checkSnapshotter(t *testing.T, o *objects) {
 // both services point at redis.url.
 func checkRedis(t *testing.T, o *objects) {
 	s := o.statefulSet(release + "-redis")
-	var urls []string
+	// The URL may carry a password: it must never sit in a ConfigMap.
 	for _, cm := range o.configMaps {
-		for _, f := range cm.Data {
-			var cfg struct {
-				RedisURL string `json:"redis_url"`
-			}
-			if yaml.Unmarshal([]byte(f), &cfg) == nil && cfg.RedisURL != "" {
-				urls = append(urls, cfg.RedisURL)
+		for key, f := range cm.Data {
+			if strings.Contains(f, "redis://") || strings.Contains(f, "rediss://") {
+				t.Errorf("ConfigMap %s/%s holds a Redis URL; it belongs in a Secret", cm.Name, key)
 			}
 		}
 	}
+	var urls []string
+	for _, p := range o.podTemplates() {
+		comp := component(p)
+		if comp != "gateway" && comp != "snapshotter" {
+			continue
+		}
+		var found bool
+		for _, kv := range o.containerEnv(t, p, comp) {
+			if u, ok := strings.CutPrefix(kv, "LIQSTREAM_REDIS_URL="); ok {
+				found = true
+				urls = append(urls, u)
+			}
+		}
+		if !found {
+			t.Errorf("%s %s: no LIQSTREAM_REDIS_URL from the Redis Secret", p.kind, p.name)
+		}
+	}
 	if len(urls) < 2 {
-		t.Fatalf("redis_url in %d config files, want the gateway's and the snapshotter's", len(urls))
+		t.Fatalf("the Redis URL reaches %d containers, want the gateways' and the snapshotter's", len(urls))
 	}
 	if s == nil {
 		for _, u := range urls {
 			if strings.Contains(u, release+"-redis.") {
-				t.Errorf("redis_url %s names the bundled Redis, which is not rendered", u)
+				t.Errorf("Redis URL %s names the bundled Redis, which is not rendered", u)
 			}
 		}
 		return
@@ -1001,6 +1063,11 @@ func TestChartFails(t *testing.T) {
 			want: []string{"redis.url is required when redis.bundled is false"},
 		},
 		{
+			name: "redis_url in a service config",
+			set:  map[string]any{"gateway": map[string]any{"config": map[string]any{"redis_url": "redis://x:6379/0"}}},
+			want: []string{"gateway.config.redis_url", "redis.existingSecret"},
+		},
+		{
 			name: "grace period too low",
 			set:  map[string]any{"gateway": map[string]any{"terminationGracePeriodSeconds": 12}},
 			want: []string{"gateway.terminationGracePeriodSeconds is 12, too low", "drain_timeout (10s)", "= 20"},
@@ -1112,8 +1179,8 @@ func TestServiceConfigs(t *testing.T) {
 	bins := map[string]string{"gateway": gw, "snapshotter": snap}
 	check := func(t *testing.T, bin, file string, env ...string) (string, error) {
 		cmd := exec.Command(bin, "--check-config")
-		// Only what the pod sets: the config path and the instance id.
-		cmd.Env = append([]string{"LIQSTREAM_CONFIG=" + file, "LIQSTREAM_INSTANCE_ID=pod-0", "HOME=" + dir}, env...)
+		// Only what the pod sets (env, with the config file's path here).
+		cmd.Env = append(append([]string{"HOME=" + dir}, env...), "LIQSTREAM_CONFIG="+file)
 		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
@@ -1133,7 +1200,7 @@ func TestServiceConfigs(t *testing.T) {
 				if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				out, err := check(t, bin, file)
+				out, err := check(t, bin, file, o.containerEnv(t, p, comp)...)
 				if err != nil || !strings.Contains(out, "config ok") {
 					t.Errorf("%s rejects ConfigMap %s/%s: %v\n%s\n--- config:\n%s", comp, cm, key, err, out, content)
 				}
@@ -1267,4 +1334,32 @@ func deref(p *int32) string {
 		return "unset"
 	}
 	return strconv.Itoa(int(*p))
+}
+
+// TestRedisExistingSecret: with redis.existingSecret the chart renders no
+// Secret of its own and both services read the URL from the user's.
+func TestRedisExistingSecret(t *testing.T) {
+	o := renderCase(t, chartCase{name: "existing secret", set: map[string]any{
+		"redis": map[string]any{"bundled": false, "existingSecret": "prod-redis", "existingSecretKey": "url"},
+	}})
+	if len(o.secrets) != 0 {
+		t.Fatalf("rendered %d Secrets with redis.existingSecret set", len(o.secrets))
+	}
+	n := 0
+	for _, p := range o.podTemplates() {
+		for _, c := range p.tmpl.Spec.Containers {
+			for _, e := range c.Env {
+				if e.Name != "LIQSTREAM_REDIS_URL" {
+					continue
+				}
+				n++
+				if r := e.ValueFrom.SecretKeyRef; r == nil || r.Name != "prod-redis" || r.Key != "url" {
+					t.Errorf("%s %s: LIQSTREAM_REDIS_URL from %+v, want prod-redis/url", p.kind, p.name, e.ValueFrom)
+				}
+			}
+		}
+	}
+	if n < 2 {
+		t.Fatalf("LIQSTREAM_REDIS_URL in %d containers, want the gateway's and the snapshotter's", n)
+	}
 }

@@ -63,6 +63,7 @@ spec:
       annotations:
         # A config change rolls the pods.
         checksum/config: {{ $config | sha256sum }}
+        checksum/redis-url: {{ include "liqstream.redisChecksum" $ctx }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -114,6 +115,7 @@ spec:
           env:
             - name: LIQSTREAM_CONFIG
               value: /etc/liqstream/gateway.yaml
+            {{- include "liqstream.redisEnv" $ctx | nindent 12 }}
             - name: LIQSTREAM_INSTANCE_ID
               valueFrom:
                 fieldRef:

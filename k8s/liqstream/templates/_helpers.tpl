@@ -104,7 +104,33 @@ then required.
 {{- if .Values.redis.bundled -}}
 {{- printf "redis://%s-redis.%s.svc.%s:6379/0" (include "liqstream.fullname" .) .Release.Namespace .Values.clusterDomain -}}
 {{- else -}}
-{{- required "redis.url is required when redis.bundled is false: set it to redis://[user:password@]host:6379/0 of your Redis" .Values.redis.url -}}
+{{- required "redis.url is required when redis.bundled is false and redis.existingSecret is empty: set it to redis://[user:password@]host:6379/0 of your Redis" .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Secret holding the Redis URL (it may carry a password, so it is never
+in a ConfigMap): redis.existingSecret, or the chart's own.
+*/}}
+{{- define "liqstream.redisSecretName" -}}
+{{- .Values.redis.existingSecret | default (printf "%s-redis-url" (include "liqstream.fullname" .)) -}}
+{{- end -}}
+
+{{/* The env entry both services read the Redis URL from (it beats the config file). */}}
+{{- define "liqstream.redisEnv" -}}
+- name: LIQSTREAM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "liqstream.redisSecretName" . }}
+      key: {{ ternary .Values.redis.existingSecretKey "redis-url" (ne .Values.redis.existingSecret "") }}
+{{- end -}}
+
+{{/* A checksum that changes when the chart's Redis URL does, so pods roll. */}}
+{{- define "liqstream.redisChecksum" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- printf "%s/%s" .Values.redis.existingSecret .Values.redis.existingSecretKey | sha256sum -}}
+{{- else -}}
+{{- include "liqstream.redisURL" . | sha256sum -}}
 {{- end -}}
 {{- end -}}
 
@@ -163,7 +189,9 @@ it for the canary) plus the keys the chart owns.
 {{- $_ := set $cfg "ws" $ws -}}
 {{- $_ := set $cfg "listen" ":8080" -}}
 {{- $_ := set $cfg "snapshotter_url" (include "liqstream.snapshotterURL" $ctx) -}}
-{{- $_ := set $cfg "redis_url" (include "liqstream.redisURL" $ctx) -}}
+{{- if hasKey $cfg "redis_url" -}}
+{{- fail "gateway.config.redis_url / canary.config.redis_url: set the Redis URL with redis.url or redis.existingSecret; the chart passes it in a Secret (LIQSTREAM_REDIS_URL)" -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -172,7 +200,9 @@ it for the canary) plus the keys the chart owns.
 {{- $cfg := deepCopy (.Values.snapshotter.config | default dict) -}}
 {{- $_ := set $cfg "listen" ":8081" -}}
 {{- $_ := set $cfg "db" "/data/liqstream.duckdb" -}}
-{{- $_ := set $cfg "redis_url" (include "liqstream.redisURL" .) -}}
+{{- if hasKey $cfg "redis_url" -}}
+{{- fail "snapshotter.config.redis_url: set the Redis URL with redis.url or redis.existingSecret; the chart passes it in a Secret (LIQSTREAM_REDIS_URL)" -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
