@@ -203,41 +203,24 @@ func (o *objects) matching(t *testing.T, sel *metav1.LabelSelector) []string {
 	return names
 }
 
-func (o *objects) deployment(name string) *appsv1.Deployment {
-	for _, d := range o.deployments {
-		if d.Name == name {
-			return d
+// named is the object called name among xs, or nil.
+func named[T interface{ GetName() string }](xs []T, name string) T {
+	var zero T
+	for _, x := range xs {
+		if x.GetName() == name {
+			return x
 		}
 	}
-	return nil
+	return zero
 }
 
-func (o *objects) statefulSet(name string) *appsv1.StatefulSet {
-	for _, s := range o.statefulSets {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
-}
+func (o *objects) deployment(name string) *appsv1.Deployment { return named(o.deployments, name) }
 
-func (o *objects) configMap(name string) *corev1.ConfigMap {
-	for _, c := range o.configMaps {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
+func (o *objects) statefulSet(name string) *appsv1.StatefulSet { return named(o.statefulSets, name) }
 
-func (o *objects) secret(name string) *corev1.Secret {
-	for _, s := range o.secrets {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
-}
+func (o *objects) configMap(name string) *corev1.ConfigMap { return named(o.configMaps, name) }
+
+func (o *objects) secret(name string) *corev1.Secret { return named(o.secrets, name) }
 
 // containerEnv is the environment the chart gives a container, resolved as
 // the kubelet would: literal values, the pod name for fieldRefs, and keys
@@ -274,14 +257,7 @@ func (o *objects) containerEnv(t *testing.T, p podTemplate, container string) []
 	return env
 }
 
-func (o *objects) service(name string) *corev1.Service {
-	for _, s := range o.services {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
-}
+func (o *objects) service(name string) *corev1.Service { return named(o.services, name) }
 
 // fileFromConfigMap returns the config file a container reads through
 // LIQSTREAM_CONFIG: the ConfigMap volume mounted at that path's directory.
