@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X github.com/liqstream/liqstream/pkg/buildinfo.Version=$(VERSION) -X github.com/liqstream/liqstream/pkg/buildinfo.Revision=$(REVISION)
 
-.PHONY: all build run fleet test k6check bench fuzz lint fmt vet tidy clean screenshot loadtest loadtest-bin soak
+.PHONY: all build run fleet test k6check promcheck bench fuzz lint fmt vet tidy clean screenshot loadtest loadtest-bin soak
 
 all: build
 
@@ -35,11 +35,19 @@ test: ## every test of every module, the k6 scenarios type-checked, and the smok
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
 	@set -e; for m in $(DEPLOY_MODULES); do echo "== go test $$m (own module, outside go.work)"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) -timeout 30m ./...); done
 	@$(MAKE) --no-print-directory k6check
+	@$(MAKE) --no-print-directory promcheck
 	@$(MAKE) --no-print-directory loadtest LOAD=smoke
 
 k6check: ## type-check loadtest/k6 against @types/k6 (no k6 binary: it is AGPL; see docs/LOADTEST.md)
 	@echo "== tsc loadtest/k6"
 	cd loadtest/k6 && npm ci --no-audit --no-fund --silent && npx --no-install tsc -p . && echo "k6 scenarios type-check: ok"
+
+PROMTOOL ?= promtool
+promcheck: ## the Prometheus config, rules and rule unit tests in deploy/prometheus (promtool: Debian's prometheus package)
+	@echo "== promtool deploy/prometheus"
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PROMTOOL) check rules deploy/prometheus/liqstream-rules.yaml
+	$(PROMTOOL) test rules deploy/prometheus/liqstream-rules.test.yaml
 
 bench: ## benchmarks (heatmap engine, ...); numbers go to docs/PERFORMANCE.md with this command
 	cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./...

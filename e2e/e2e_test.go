@@ -47,7 +47,7 @@ func waitReady(t *testing.T, base string) {
 
 func TestSubscribeOverRealStack(t *testing.T) {
 	s := testenv.StartStack(t, testenv.FastSnapshotterArgs...)
-	s.Snapshotter.WaitLog(t, `"msg":"seeded demo data","service":"snapshotter","symbol":"ETHUSDT"`, 60*time.Second)
+	s.Snapshotter.WaitLog(t, `"symbol":"ETHUSDT","candles":`, 60*time.Second) // the demo seed of ETHUSDT
 	waitReady(t, s.GatewayURL())
 
 	c := dial(t, s.WSURL())

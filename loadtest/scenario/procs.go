@@ -281,7 +281,9 @@ func disconnects(url string) map[string]float64 {
 			continue
 		}
 		reason, value, ok := strings.Cut(rest, `"} `)
-		if v, err := strconv.ParseFloat(value, 64); ok && err == nil {
+		// The gateway exports every known reason from 0: only those that
+		// happened are reported.
+		if v, err := strconv.ParseFloat(value, 64); ok && err == nil && v != 0 {
 			out[reason] = v
 		}
 	}

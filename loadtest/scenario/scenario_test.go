@@ -145,7 +145,7 @@ func TestTargetKinds(t *testing.T) {
 func TestDisconnectsFromMetrics(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("# HELP ws_disconnects_total x\n# TYPE ws_disconnects_total counter\n" +
-			"ws_disconnects_total{reason=\"slow_consumer\"} 100\nws_disconnects_total{reason=\"idle\"} 3\n" +
+			"ws_disconnects_total{reason=\"slow_consumer\"} 100\nws_disconnects_total{reason=\"idle\"} 3\nws_disconnects_total{reason=\"drain\"} 0\n" +
 			"ws_disconnects_total_other{reason=\"x\"} 9\nws_active_connections 5\n"))
 	}))
 	defer srv.Close()

@@ -109,7 +109,7 @@ func (p *RedisPublisher) Run(ctx context.Context) error {
 		p.Failures.Add(1)
 		symbolsWritten = false
 		if p.up.Swap(false) || p.Failures.Load() == 1 {
-			p.log.Error("redis publish failing; retrying", "err", err)
+			p.log.Warn("redis publish failing; retrying", "err", err)
 		}
 		// Put the batch back unless a newer frame arrived meanwhile.
 		p.mu.Lock()

@@ -26,7 +26,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(2)
 	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, "gateway")
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = logging.DefaultInstance()
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "gateway", cfg.InstanceID)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(2)
@@ -39,7 +42,7 @@ func main() {
 		os.Exit(2)
 	}
 	if err := gw.Run(ctx); err != nil {
-		log.Error("gateway stopped", "err", err)
+		log.Error("gateway stopped", logging.KeyErr, err)
 		os.Exit(1)
 	}
 	log.Info("gateway stopped")

@@ -32,7 +32,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "snapshotter:", err)
 		os.Exit(2)
 	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, "snapshotter")
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "snapshotter", cfg.InstanceID)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "snapshotter:", err)
 		os.Exit(2)
@@ -40,7 +40,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := app.Run(ctx, cfg, log); err != nil {
-		log.Error("snapshotter stopped", "err", err)
+		log.Error("snapshotter stopped", logging.KeyErr, err)
 		os.Exit(1)
 	}
 	log.Info("snapshotter stopped")

@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/http/pprof"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +22,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/liqstream/liqstream/pkg/bus"
+	"github.com/liqstream/liqstream/pkg/logging"
+	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/pkg/serve"
 	"github.com/liqstream/liqstream/services/gateway/internal/conf"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
@@ -54,12 +55,12 @@ func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("snapshotter_url: %w", err)
 	}
 	m := metrics.New()
+	m.MaxConnections.Set(float64(cfg.WS.MaxConns))
 	h := hub.New(nil)
 	if cfg.InstanceID == "" {
-		host, _ := os.Hostname()
-		cfg.InstanceID = fmt.Sprintf("%s:%d", host, os.Getpid())
+		cfg.InstanceID = logging.DefaultInstance()
 	}
-	log = log.With("instance", cfg.InstanceID)
+	// log carries instance: main builds it from cfg.InstanceID (logging.New).
 	wss, err := ws.New(cfg.WS, h, m, log, http.Header{"X-Liqstream-Gateway": {cfg.InstanceID}})
 	if err != nil {
 		return nil, err
@@ -131,7 +132,7 @@ func (g *Gateway) symbols(ctx context.Context) ([]string, error) {
 			return syms, nil
 		}
 		if attempt == 1 || attempt%20 == 0 {
-			g.log.Warn("waiting for the symbol list from redis or the snapshotter", "err", err, "attempt", attempt)
+			g.log.Warn("waiting for the symbol list from redis or the snapshotter", logging.KeyErr, err, "attempt", attempt)
 		}
 		select {
 		case <-ctx.Done():
@@ -190,7 +191,7 @@ func (g *Gateway) watchSymbols(ctx context.Context, current []string) ([]string,
 		}
 		syms, err := g.listSymbols(ctx)
 		if err != nil {
-			g.log.Debug("symbol list refresh failed; keeping the current list", "err", err)
+			g.log.Debug("symbol list refresh failed; keeping the current list", logging.KeyErr, err)
 			continue
 		}
 		if !slices.Equal(sortedSet(syms), want) {
@@ -218,11 +219,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.draining.Store(true)
 		dctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
 		defer cancel()
-		n := g.ws.Active()
+		n, start := g.ws.Active(), time.Now()
 		if err := g.ws.Drain(dctx); err != nil {
-			g.log.Warn("drain incomplete", "err", err)
+			g.log.Warn("drain incomplete", logging.KeyErr, err, logging.DurationMS(time.Since(start)))
 		} else {
-			g.log.Info("drained", "connections", n)
+			g.log.Info("drained", "connections", n, logging.DurationMS(time.Since(start)))
 		}
 		stopRun()
 		return nil
@@ -234,6 +235,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		eg.Go(func() error { return g.rebal.Run(gctx) })
 	}
 	eg.Go(func() error { return g.ws.Run(runCtx) })
+	eg.Go(func() error {
+		g.runSummary(runCtx, newSummary(g.metrics, time.Now), g.cfg.LogSummary)
+		return nil
+	})
 	eg.Go(func() error { return serve.HTTP(runCtx, g.cfg.Listen, g.Routes(), 5*time.Second, g.log) })
 	if g.cfg.DebugListen != "" {
 		eg.Go(func() error { return g.serveDebug(runCtx) })
@@ -275,7 +280,10 @@ func (g *Gateway) publish(f bus.Frame) {
 	sym := g.metrics.Symbol(f.Symbol)
 	g.metrics.BroadcastDuration.WithLabelValues(sym).Observe(time.Since(start).Seconds())
 	g.metrics.FrameBytes.Observe(float64(len(f.Bytes)))
-	g.metrics.FramesReceived.WithLabelValues(sym).Inc()
+	// The envelope's producer timestamp, peeked as the hub does: the
+	// gateway never decodes the heatmap itself.
+	stamp, _ := protocol.PeekTimestamp(f.Bytes)
+	g.metrics.FrameReceived(f.Symbol, stamp)
 }
 
 // Routes is the gateway's HTTP surface.

@@ -19,6 +19,7 @@ type Config struct {
 	Listen         string           `mapstructure:"listen" desc:"HTTP listen address (page, WebSocket, API)"`
 	SnapshotterURL string           `mapstructure:"snapshotter_url" desc:"base URL of the snapshotter's HTTP API"`
 	LogLevel       string           `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	LogSummary     time.Duration    `mapstructure:"log_summary_interval" desc:"how often the info summary line (connections, frames sent, drops, slow consumers, disconnects) is logged (1s-1h)"`
 	RedisURL       string           `mapstructure:"redis_url" desc:"subscribe to frames in Redis (redis://host:6379/0), falling back to snapshotter_url while it is down; empty = snapshotter_url only"`
 	InstanceID     string           `mapstructure:"instance_id" desc:"name of this gateway in logs and the X-Liqstream-Gateway upgrade header (default host:pid)"`
 	WSEnabled      bool             `mapstructure:"ws_enabled" desc:"serve /ws/heatmap; false answers 503 so clients poll"`
@@ -36,6 +37,7 @@ func Default() Config {
 		Listen:         ":8080",
 		SnapshotterURL: "http://127.0.0.1:8081",
 		LogLevel:       "info",
+		LogSummary:     time.Minute,
 		WSEnabled:      true,
 		DrainTimeout:   10 * time.Second,
 		SymbolsRefresh: 15 * time.Second,
@@ -58,6 +60,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
 		return fmt.Errorf("drain_timeout: must be between 1s and 10m, got %s", c.DrainTimeout)
+	}
+	if c.LogSummary < time.Second || c.LogSummary > time.Hour {
+		return fmt.Errorf("log_summary_interval: must be between 1s and 1h, got %s", c.LogSummary)
 	}
 	if c.SymbolsRefresh < time.Second || c.SymbolsRefresh > 10*time.Minute {
 		return fmt.Errorf("symbols_refresh: must be between 1s and 10m, got %s", c.SymbolsRefresh)

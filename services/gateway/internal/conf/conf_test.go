@@ -17,6 +17,8 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"snapshotter url without scheme", func(c *Config) { c.SnapshotterURL = "127.0.0.1:8081" }, "snapshotter_url:"},
 		{"redis url", func(c *Config) { c.RedisURL = "127.0.0.1:6379" }, "redis_url:"},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = 0 }, "drain_timeout:"},
+		{"log summary too often", func(c *Config) { c.LogSummary = time.Millisecond }, "log_summary_interval:"},
+		{"log summary too rare", func(c *Config) { c.LogSummary = 2 * time.Hour }, "log_summary_interval:"},
 		{"idle timeout", func(c *Config) { c.WS.IdleTimeout = time.Second }, "ws.idle_timeout:"},
 		{"ping not below idle", func(c *Config) { c.WS.PingInterval = c.WS.IdleTimeout }, "ws.ping_interval:"},
 		{"write timeout", func(c *Config) { c.WS.WriteTimeout = 0 }, "ws.write_timeout:"},

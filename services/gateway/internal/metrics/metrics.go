@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/liqstream/liqstream/pkg/buildinfo"
+	"github.com/liqstream/liqstream/pkg/protocol"
 )
 
 // Metrics is every gateway collector.
@@ -30,10 +32,28 @@ type Metrics struct {
 	FrameBytes        prometheus.Histogram
 	ClientErrors      *prometheus.CounterVec // code
 	FramesReceived    *prometheus.CounterVec // symbol: frames the bus delivered
+	LastFrame         *prometheus.GaugeVec   // symbol: producer timestamp of the newest frame from the bus
+	MaxConnections    prometheus.Gauge       // the configured ws.max_connections
 
-	mu      sync.Mutex
-	symbols map[string]bool
+	mu        sync.Mutex
+	symbols   map[string]bool
+	lastStamp map[string]time.Time // LastFrame's values, to keep the newest
 }
+
+// Label values the gateway's code knows, set to 0 by New so rates and alerts
+// see every series before its first event. The ws package uses exactly these
+// (TestKnownLabelsAreUsed reads its source).
+var (
+	// DisconnectReasons label ws_disconnects_total.
+	DisconnectReasons = []string{"client", "idle", "oversize", "error", "rate_limited", "slow_consumer", "drain", "rebalance"}
+	// DropReasons label ws_frames_dropped_total.
+	DropReasons = []string{"conflated", "queue_full"}
+	// ConnectResults label ws_connections_total.
+	ConnectResults = []string{"accepted", "upgrade_failed", "refused_origin", "refused_starting", "refused_draining", "refused_total_cap", "refused_ip_cap"}
+	// ClientErrorCodes label ws_client_errors_total: the error codes of
+	// pkg/protocol.
+	ClientErrorCodes = []string{protocol.CodeInvalidSymbol, protocol.CodeInvalidAction, protocol.CodeInvalidMessage, protocol.CodeRateLimited, protocol.CodeServerError}
+)
 
 // New registers every collector on a fresh registry, with Go and process
 // collectors and build_info{service="gateway"}.
@@ -66,13 +86,47 @@ func New() *Metrics {
 			Name: "ws_client_errors_total", Help: "Error frames sent to clients by code."}, []string{"code"}),
 		FramesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_frames_received_total", Help: "Snapshot frames received from the bus."}, []string{"symbol"}),
-		symbols: map[string]bool{},
+		LastFrame: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_last_frame_timestamp_seconds", Help: "Producer timestamp (unix seconds) of the newest frame received from the bus, by symbol."}, []string{"symbol"}),
+		MaxConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ws_max_connections", Help: "The configured ws.max_connections: upgrades beyond it are refused with 503."}),
+		symbols:   map[string]bool{},
+		lastStamp: map[string]time.Time{},
 	}
 	r.MustRegister(m.ActiveConnections, m.Connects, m.Disconnects, m.MessagesSent, m.FramesDropped,
 		m.SlowConsumers, m.BroadcastDuration, m.DeliveryLatency, m.FrameBytes, m.ClientErrors, m.FramesReceived,
+		m.LastFrame, m.MaxConnections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildinfo.Collector("gateway"))
+	for _, known := range []struct {
+		vec    *prometheus.CounterVec
+		values []string
+	}{{m.Disconnects, DisconnectReasons}, {m.FramesDropped, DropReasons}, {m.Connects, ConnectResults}, {m.ClientErrors, ClientErrorCodes}} {
+		for _, v := range known.values {
+			known.vec.WithLabelValues(v)
+		}
+	}
 	return m
+}
+
+// FrameReceived records a frame of sym from the bus stamped stamp (the
+// producer's timestamp, zero if the frame has none): the gauge keeps the
+// newest stamp, so a late frame (a failover replaying one) does not move it
+// back. Symbols outside the list set by SetSymbols are not recorded: an
+// "other" series would only ever go stale.
+func (m *Metrics) FrameReceived(sym string, stamp time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.symbols[sym] {
+		m.FramesReceived.WithLabelValues("other").Inc()
+		return
+	}
+	m.FramesReceived.WithLabelValues(sym).Inc()
+	if stamp.IsZero() || !stamp.After(m.lastStamp[sym]) {
+		return
+	}
+	m.lastStamp[sym] = stamp
+	m.LastFrame.WithLabelValues(sym).Set(UnixSeconds(stamp))
 }
 
 // SetSymbols fixes the symbol label values; anything else is labelled "other"
@@ -83,6 +137,14 @@ func (m *Metrics) SetSymbols(syms []string) {
 	m.symbols = make(map[string]bool, len(syms))
 	for _, s := range syms {
 		m.symbols[s] = true
+	}
+	// A removed symbol's last frame would age forever and page as a
+	// snapshotter that stopped publishing it.
+	for s := range m.lastStamp {
+		if !slices.Contains(syms, s) {
+			delete(m.lastStamp, s)
+			m.LastFrame.DeleteLabelValues(s)
+		}
 	}
 }
 
@@ -125,4 +187,10 @@ func (w *Window) Sum(now time.Time) int64 {
 		}
 	}
 	return n
+}
+
+// UnixSeconds is t as Prometheus timestamps are: unix seconds with the
+// fraction, exact to the microsecond at today's dates.
+func UnixSeconds(t time.Time) float64 {
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }

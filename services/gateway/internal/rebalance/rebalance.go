@@ -14,6 +14,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/liqstream/liqstream/pkg/logging"
 )
 
 // Config is the "rebalance." section of the gateway's config.
@@ -163,7 +165,7 @@ func (r *Rebalancer) Run(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			if err := r.reg.Forget(fctx, r.id); err != nil {
-				r.log.Warn("rebalance: could not leave the registry; peers drop this gateway after rebalance.peer_timeout", "err", err)
+				r.log.Warn("rebalance: could not leave the registry; peers drop this gateway after rebalance.peer_timeout", logging.KeyErr, err)
 			}
 			return nil
 		case <-t.C:
@@ -172,7 +174,7 @@ func (r *Rebalancer) Run(ctx context.Context) error {
 			// A dead Redis stops rebalancing, nothing else: log it once a minute.
 			if now := r.now(); r.failing.IsZero() || now.Sub(r.failing) >= time.Minute {
 				r.failing = now
-				r.log.Warn("rebalance: registry unavailable; not rebalancing", "err", err)
+				r.log.Warn("rebalance: registry unavailable; not rebalancing", logging.KeyErr, err)
 			}
 			continue
 		}
@@ -201,7 +203,7 @@ func (r *Rebalancer) Step(ctx context.Context) error {
 	if len(stale) > 0 {
 		r.log.Info("rebalance: forgetting gateways that stopped reporting", "gateways", stale)
 		if err := r.reg.Forget(ctx, stale...); err != nil && !errors.Is(err, context.Canceled) {
-			r.log.Warn("rebalance: forget stale gateways", "err", err)
+			r.log.Warn("rebalance: forget stale gateways", logging.KeyErr, err)
 		}
 	}
 	total := own

@@ -11,6 +11,7 @@ import (
 	"github.com/lxzan/gws"
 	"golang.org/x/time/rate"
 
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
 )
@@ -62,6 +63,7 @@ type reply struct {
 type session struct {
 	srv       *Server
 	conn      *gws.Conn
+	id        uint64 // conn_id in the logs
 	ip        string
 	connected time.Time
 
@@ -91,7 +93,7 @@ type session struct {
 
 func newSession(srv *Server, conn *gws.Conn, ip string) *session {
 	return &session{
-		srv: srv, conn: conn, ip: ip,
+		srv: srv, conn: conn, id: srv.connIDs.Add(1), ip: ip,
 		interval: protocol.DefaultUpdateInterval * time.Second,
 		lastPing: srv.now(), connected: srv.now(),
 		limiter: rate.NewLimiter(rate.Limit(srv.cfg.ActionsPerSecond), srv.cfg.ActionBurst),
@@ -102,21 +104,27 @@ func newSession(srv *Server, conn *gws.Conn, ip string) *session {
 // gets RATE_LIMITED; a client that keeps flooding is closed.
 func (s *session) allow() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.limiter.Allow() {
 		s.violations = 0
+		s.mu.Unlock()
 		return true
 	}
 	s.violations++
 	if s.violations >= s.srv.cfg.MaxRateViolations {
 		s.closeLocked(ClosePolicy, "rate_limited", fmt.Sprintf("rate limit exceeded: more than %g messages per second", s.srv.cfg.ActionsPerSecond))
-		return false
+		s.mu.Unlock()
+		return false // the close is logged when the connection is gone
 	}
-	if s.violations == 1 {
+	first := s.violations == 1
+	if first {
 		// One error per burst: answering every flooded message would let the
 		// flood grow our write queue.
 		msg := fmt.Sprintf("too many messages: at most %g per second; further messages are ignored until the rate drops", s.srv.cfg.ActionsPerSecond)
 		s.replyLocked(gws.OpcodeText, protocol.EncodeError(protocol.CodeRateLimited, msg))
+	}
+	s.mu.Unlock()
+	if first {
+		s.srv.warns.Warn(s.srv.log, "rate_limited", "client rate limited", logging.KeyConnID, s.id, logging.KeyReason, "rate_limited")
 	}
 	return false
 }
@@ -360,7 +368,6 @@ func (s *session) written(f *hub.Frame, err error) {
 		f.Release()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.busy = false
 	if err != nil {
 		// gws closes the connection on a write error; OnClose cleans up. A
@@ -368,11 +375,20 @@ func (s *session) written(f *hub.Frame, err error) {
 		// watchdog had not counted slow_max_misses yet: a deadline kept from
 		// an earlier write may fire after half the budget.
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && s.closeReason == "" {
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		if timeout && s.closeReason == "" {
 			s.closeReason = "slow_consumer"
+		}
+		closing := s.closing
+		s.mu.Unlock()
+		// A write cut short by a close already under way, or by its deadline
+		// (the close line says slow_consumer), is no news of its own.
+		if !timeout && !closing && !errors.Is(err, gws.ErrConnClosed) && !errors.Is(err, net.ErrClosed) {
+			s.srv.warns.Warn(s.srv.log, "write_failed", "write failed", logging.KeyConnID, s.id, logging.KeyReason, "write_failed", logging.KeyErr, err)
 		}
 		return
 	}
+	defer s.mu.Unlock()
 	if now.Sub(s.since) <= s.srv.cfg.WriteTimeout {
 		s.missed = 0
 	}

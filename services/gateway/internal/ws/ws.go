@@ -22,6 +22,7 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
 	"github.com/liqstream/liqstream/services/gateway/internal/metrics"
@@ -158,7 +159,12 @@ type Server struct {
 
 	active    atomic.Int64
 	slowTotal atomic.Int64
-	sent1m    metrics.Window
+	connIDs   atomic.Uint64 // the last conn_id given
+	// warns bounds the warn lines of anomalies (refused upgrades, slow
+	// consumers, rate limits, write failures): a flood of them is a log
+	// flood, so beyond the bound they are logged at debug.
+	warns  *logging.Throttle
+	sent1m metrics.Window
 	// dropped holds the per-reason counters resolved once: a label lookup
 	// per dropped frame would dominate the enqueue path.
 	dropped map[string]prometheus.Counter
@@ -171,7 +177,7 @@ type Server struct {
 // upgrade response (the gateway names itself there, so operators and tests
 // behind a load balancer can tell which instance a client reached).
 func New(cfg Config, h *hub.Hub, m *metrics.Metrics, log *slog.Logger, header http.Header) (*Server, error) {
-	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now,
+	s := &Server{cfg: cfg, hub: h, log: log, metrics: m, now: time.Now, warns: logging.NewThrottle(warnWindow, warnBurst),
 		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 		sessions:  map[*session]struct{}{}, perIP: map[string]int{}, origins: map[string]bool{},
 		dropped: map[string]prometheus.Counter{
@@ -321,31 +327,37 @@ func (s *Server) Shed(n int, before time.Time) int {
 	return closed
 }
 
+// The warn lines of each kind of anomaly: at most warnBurst per warnWindow.
+const (
+	warnWindow = 10 * time.Second
+	warnBurst  = 5
+)
+
 // ServeHTTP admits or refuses the upgrade, then reads the connection until it closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
 	if !s.originAllowed(r) {
-		s.refuse(w, http.StatusForbidden, "refused_origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
+		s.refuse(w, ip, http.StatusForbidden, "refused_origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
 	if !s.hub.Known() {
 		// Until then every subscribe would be refused as unknown.
-		s.refuse(w, http.StatusServiceUnavailable, "refused_starting", "server is starting: the symbol list is not known yet; retry shortly")
+		s.refuse(w, ip, http.StatusServiceUnavailable, "refused_starting", "server is starting: the symbol list is not known yet; retry shortly")
 		return
 	}
 	s.mu.Lock()
 	switch {
 	case s.draining:
 		s.mu.Unlock()
-		s.refuse(w, http.StatusServiceUnavailable, "refused_draining", "server is restarting: reconnect to another instance")
+		s.refuse(w, ip, http.StatusServiceUnavailable, "refused_draining", "server is restarting: reconnect to another instance")
 		return
 	case len(s.sessions)+s.upgrades >= s.cfg.MaxConns:
 		s.mu.Unlock()
-		s.refuse(w, http.StatusServiceUnavailable, "refused_total_cap", fmt.Sprintf("server is at its limit of %d connections", s.cfg.MaxConns))
+		s.refuse(w, ip, http.StatusServiceUnavailable, "refused_total_cap", fmt.Sprintf("server is at its limit of %d connections", s.cfg.MaxConns))
 		return
 	case s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		s.mu.Unlock()
-		s.refuse(w, http.StatusServiceUnavailable, "refused_ip_cap", fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP))
+		s.refuse(w, ip, http.StatusServiceUnavailable, "refused_ip_cap", fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP))
 		return
 	}
 	// Count the upgrade before it happens so a burst cannot slip past the caps.
@@ -364,10 +376,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.signalEmptiedLocked()
 		s.mu.Unlock()
 		s.metrics.Connects.WithLabelValues("upgrade_failed").Inc()
-		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("upgrade failed", logging.KeyReason, "upgrade_failed", "remote", ip, logging.KeyErr, err)
 		return
 	}
 	ss := newSession(s, conn, ip)
+	s.log.Debug("connection accepted", logging.KeyConnID, ss.id, "remote", ip)
 	conn.Session().Store(sessionKey, ss)
 	s.mu.Lock()
 	s.upgrades--
@@ -425,8 +438,19 @@ func (s *Server) signalEmptiedLocked() {
 	}
 }
 
-func (s *Server) refuse(w http.ResponseWriter, code int, result, msg string) {
+// refuse answers an upgrade it will not make. Refusals while starting or
+// draining are expected and logged at debug; the others are anomalies (an
+// origin not allowed, a cap reached), warned within the throttle's bound,
+// since a connection flood would otherwise be a log flood. The summary line
+// counts every refusal.
+func (s *Server) refuse(w http.ResponseWriter, ip string, code int, result, msg string) {
 	s.metrics.Connects.WithLabelValues(result).Inc()
+	args := []any{logging.KeyReason, result, "remote", ip, "status", code, "detail", msg}
+	if result == "refused_starting" || result == "refused_draining" {
+		s.log.Debug("upgrade refused", args...)
+	} else {
+		s.warns.Warn(s.log, result, "upgrade refused", args...)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
@@ -606,6 +630,27 @@ func (h *handler) OnClose(c *gws.Conn, err error) {
 		reason = closeReason(err)
 	}
 	h.s.remove(ss, reason)
+	h.s.logClosed(ss, reason, err)
+}
+
+// logClosed is a connection's last line. A close the gateway made for abuse
+// or slowness, or an unexplained error, is an anomaly (warn, throttled); a
+// client leaving, an idle timeout, a drain or a rebalance is lifecycle (debug).
+func (s *Server) logClosed(ss *session, reason string, err error) {
+	args := []any{logging.KeyConnID, ss.id, logging.KeyReason, reason, logging.DurationMS(s.now().Sub(ss.connected))}
+	var ce *gws.CloseError
+	switch {
+	case errors.As(err, &ce):
+		args = append(args, "close_code", ce.Code)
+	case err != nil && !errors.Is(err, gws.ErrConnClosed):
+		args = append(args, logging.KeyErr, err)
+	}
+	switch reason {
+	case "slow_consumer", "rate_limited", "oversize", "error":
+		s.warns.Warn(s.log, "closed_"+reason, "connection closed", args...)
+	default:
+		s.log.Debug("connection closed", args...)
+	}
 }
 
 // closeReason labels a close the gateway did not start.
@@ -675,6 +720,7 @@ func (h *handler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	case protocol.ActionUnsubscribe:
 		h.s.hub.Unsubscribe(ss, m.Symbols)
 		ss.untrack(m.Symbols)
+		h.s.log.Debug("unsubscribed", logging.KeyConnID, ss.id, "symbols", m.Symbols)
 	}
 }
 
@@ -696,13 +742,16 @@ func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
 		ss.untrack(fresh)
 		var ue *hub.UnknownSymbolsError
 		if errors.As(err, &ue) {
+			h.s.log.Debug("subscribe refused", logging.KeyConnID, ss.id, logging.KeyReason, protocol.CodeInvalidSymbol, "symbols", m.Symbols, logging.KeyErr, err)
 			h.replySymbols(ss, protocol.CodeInvalidSymbol, err.Error(), ue.Unknown)
 			return
 		}
+		h.s.log.Debug("subscribe refused", logging.KeyConnID, ss.id, logging.KeyReason, protocol.CodeInvalidMessage, "symbols", m.Symbols, logging.KeyErr, err)
 		h.reply(ss, protocol.CodeInvalidMessage, err.Error())
 		return
 	}
 	ss.setInterval(time.Duration(m.UpdateInterval) * time.Second)
+	h.s.log.Debug("subscribed", logging.KeyConnID, ss.id, "symbols", m.Symbols, "update_interval", m.UpdateInterval)
 	for _, f := range latest {
 		ss.sendNow(f) // the first frame ignores the update interval
 		f.Release()

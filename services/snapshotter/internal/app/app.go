@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/liqstream/liqstream/pkg/bus"
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/serve"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
@@ -65,9 +66,11 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		redisPub = bus.NewRedisPublisher(client, cfg.Symbols, log)
 		pubs = append(pubs, redisFrames{redisPub})
 	}
+	metrics := newMetrics(st, redisPub, cfg.Symbols, cfg.Snapshot.Interval)
+	pubs = append(pubs, metrics)
 	loop := snapshot.New(snapshot.Config{
 		Symbols: cfg.Symbols, Interval: cfg.Snapshot.Interval, CandleInterval: cfg.Snapshot.CandleInterval,
-		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params,
+		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params, OnCompute: metrics.observeCompute,
 	}, st, time.Now, log, pubs...)
 
 	hist := history.New(st, history.Defaults{
@@ -77,7 +80,6 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}, time.Now, log)
 
 	g, gctx := errgroup.WithContext(ctx)
-	metrics := newMetrics(st, redisPub)
 	if cfg.Binance.Enabled {
 		src, err := ingest.NewBinance(ingest.BinanceConfig{
 			BaseURL: cfg.Binance.BaseURL, Symbols: cfg.Symbols, Interval: cfg.Snapshot.CandleInterval,
@@ -97,6 +99,10 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		g.Go(func() error { return redisPub.Run(gctx) })
 	}
 	g.Go(func() error { return loop.Run(gctx) })
+	g.Go(func() error {
+		runSummary(gctx, log, newSummary(metrics.published, metrics.compute, redisPub, time.Now), cfg.LogSummary)
+		return nil
+	})
 	g.Go(func() error {
 		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler(),
 			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now)), 5*time.Second, log)
@@ -130,7 +136,7 @@ func SeedDemo(ctx context.Context, st *store.Store, cfg conf.Config, step time.D
 		if err := st.UpsertOpenInterest(ctx, ois); err != nil {
 			return fmt.Errorf("seed demo %s: %w", sym, err)
 		}
-		log.Info("seeded demo data", "symbol", sym, "candles", len(ks), "open_interest", len(ois))
+		log.Info("seeded demo data", logging.KeySymbol, sym, "candles", len(ks), "open_interest", len(ois))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,19 +13,46 @@ import (
 	"github.com/liqstream/liqstream/pkg/buildinfo"
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/ingest"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
 
-// metrics is the snapshotter's /metrics. Values are read from the parts at
-// scrape time, so the hot paths carry no instrumentation of their own.
+// metrics is the snapshotter's /metrics. Most values are read from the parts
+// at scrape time, so the hot paths carry no instrumentation of their own; the
+// compute loop reports its frames (metrics is one of its publishers) and how
+// long each recomputation took (observeCompute).
 type metrics struct {
 	reg *prometheus.Registry
+
+	compute       *prometheus.HistogramVec // symbol
+	published     *prometheus.CounterVec   // symbol
+	lastPublished *prometheus.GaugeVec     // symbol
 }
 
-func newMetrics(st *store.Store, pub *bus.RedisPublisher) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// newMetrics registers the snapshotter's collectors. symbols are the
+// configured ones (the only symbol label values, fixed by the config) and
+// interval is snapshot.interval; pub is nil without redis_url.
+func newMetrics(st *store.Store, pub *bus.RedisPublisher, symbols []string, interval time.Duration) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		compute: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "snapshot_compute_duration_seconds", Help: "Time to recompute a symbol's heatmap frame after its data moved (read, apply, encode).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"symbol"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "snapshot_published_total", Help: "Frames the compute loop published (content changed), by symbol."}, []string{"symbol"}),
+		lastPublished: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "snapshot_last_published_timestamp_seconds", Help: "Producer timestamp (unix seconds) of the newest published frame, by symbol."}, []string{"symbol"}),
+	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storeCollector{st},
-		buildinfo.Collector("snapshotter"))
+		buildinfo.Collector("snapshotter"), m.compute, m.published, m.lastPublished,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "snapshot_interval_seconds", Help: "The configured snapshot.interval: how often changed symbols are recomputed."},
+			func() float64 { return interval.Seconds() }))
+	for _, sym := range symbols {
+		// Zero from the start, so a rate sees a symbol before its first
+		// frame. The timestamp is not: 0 would read as 1970.
+		m.published.WithLabelValues(sym)
+		m.compute.WithLabelValues(sym)
+	}
 	if pub != nil {
 		m.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "snapshotter_redis_up", Help: "1 while the last Redis write round succeeded."},
@@ -36,6 +64,19 @@ func newMetrics(st *store.Store, pub *bus.RedisPublisher) *metrics {
 		)
 	}
 	return m
+}
+
+// Publish counts f and records its producer timestamp: metrics is one of the
+// compute loop's publishers.
+func (m *metrics) Publish(_ context.Context, f snapshot.Frame) error {
+	m.published.WithLabelValues(f.Symbol).Inc()
+	m.lastPublished.WithLabelValues(f.Symbol).Set(float64(f.Produced.Unix()) + float64(f.Produced.Nanosecond())/1e9)
+	return nil
+}
+
+// observeCompute is the compute loop's OnCompute.
+func (m *metrics) observeCompute(sym string, took time.Duration) {
+	m.compute.WithLabelValues(sym).Observe(took.Seconds())
 }
 
 // watchBinance exports the live source's counters and per-symbol ingest lag.
@@ -53,6 +94,10 @@ var (
 	descPolls = prometheus.NewDesc("ingest_polls_total", "Live source polls.", nil, nil)
 	descLag   = prometheus.NewDesc("ingest_lag_seconds", "Time since a symbol was last brought up to date.", []string{"symbol"}, nil)
 )
+
+// ingestErrorKinds are the kind label values of ingest_errors_total.
+var ingestErrorKinds = []string{ingest.ErrRateLimited, ingest.ErrBanned, ingest.ErrForbidden, ingest.ErrServer,
+	ingest.ErrClient, ingest.ErrNetwork, ingest.ErrDecode, ingest.ErrStore}
 
 var descStoreRows = prometheus.NewDesc("store_rows", "Rows in the DuckDB store.", []string{"table"}, nil)
 
@@ -87,8 +132,15 @@ func (c binanceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.KlinesWritten), "klines")
 	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.OpenInterestWritten), "open_interest")
 	ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(s.Polls))
+	// Every known kind from the start, at 0, so rates and alerts see it
+	// before the first error; a kind not in the list is still exported.
+	for _, kind := range ingestErrorKinds {
+		ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, float64(s.Errors[kind]), kind)
+	}
 	for kind, n := range s.Errors {
-		ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, float64(n), kind)
+		if !slices.Contains(ingestErrorKinds, kind) {
+			ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, float64(n), kind)
+		}
 	}
 	now := time.Now()
 	for sym, t := range s.LastSuccess {

@@ -30,6 +30,10 @@ type Config struct {
 	Demo     Demo     `mapstructure:"demo"`
 	Sim      Sim      `mapstructure:"simulator"`
 	Binance  Binance  `mapstructure:"binance"`
+
+	// InstanceID names the process in its logs, as the gateway's does.
+	InstanceID string        `mapstructure:"instance_id" desc:"name of this snapshotter in logs (default host:pid)"`
+	LogSummary time.Duration `mapstructure:"log_summary_interval" desc:"how often the info summary line (frames published, compute time, Redis failures) is logged (1s-1h)"`
 }
 
 // Binance is the live source polling Binance's USD-M REST API.
@@ -97,6 +101,8 @@ func Default() Config {
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
 		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour},
+
+		LogSummary: time.Minute,
 	}
 }
 
@@ -118,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		return fmt.Errorf("db: must be set")
+	}
+	if c.LogSummary < time.Second || c.LogSummary > time.Hour {
+		return fmt.Errorf("log_summary_interval: must be between 1s and 1h, got %s", c.LogSummary)
 	}
 	if c.RedisURL != "" && !bus.IsRedisURL(c.RedisURL) {
 		return fmt.Errorf("redis_url: want redis://host:port/db, got %q", c.RedisURL)

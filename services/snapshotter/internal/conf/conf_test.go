@@ -17,6 +17,8 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"no listen", func(c *Config) { c.Listen = "" }, "listen:"},
 		{"redis url", func(c *Config) { c.RedisURL = "localhost:6379" }, "redis_url:"},
 		{"no db", func(c *Config) { c.DB = "" }, "db:"},
+		{"log summary too often", func(c *Config) { c.LogSummary = time.Millisecond }, "log_summary_interval:"},
+		{"log summary too rare", func(c *Config) { c.LogSummary = 2 * time.Hour }, "log_summary_interval:"},
 		{"no symbols", func(c *Config) { c.Symbols = nil }, "symbols:"},
 		{"bad symbol", func(c *Config) { c.Symbols = []string{"BTC-USDT"} }, `symbols: "BTC-USDT"`},
 		{"interval too short", func(c *Config) { c.Snapshot.Interval = 0 }, "snapshot.interval:"},

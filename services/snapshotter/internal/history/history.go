@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
@@ -162,10 +163,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client left; nobody reads an answer, and it is no server fault.
-			h.log.Debug("heatmap timeseries caller left", "symbol", q.Symbol, "err", err)
+			h.log.Debug("heatmap timeseries caller left", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
 			return
 		}
-		h.log.Error("heatmap timeseries failed", "symbol", q.Symbol, "err", err)
+		h.log.Error("heatmap timeseries failed", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
 		writeError(w, http.StatusInternalServerError, "computing the heatmap time series failed: "+err.Error())
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
 
@@ -216,7 +217,7 @@ func (b *Binance) Stats() Stats {
 // the same wall) for Retry-After or an exponential backoff.
 func (b *Binance) Run(ctx context.Context) error {
 	b.log.Info("binance source started", "base_url", b.cfg.BaseURL, "symbols", b.cfg.Symbols,
-		"interval", b.cfg.Interval, "poll_interval", b.cfg.PollInterval)
+		"interval", b.cfg.Interval, "poll_interval", b.cfg.PollInterval.String())
 	for {
 		wait := b.poll(ctx)
 		if ctx.Err() != nil {
@@ -252,7 +253,7 @@ func (b *Binance) poll(ctx context.Context) time.Duration {
 		b.stats.Errors[kind]++
 		b.mu.Unlock()
 		if !retryable(kind) {
-			b.log.Warn("binance poll failed", "symbol", sym, "kind", kind, "err", err)
+			b.log.Warn("binance poll failed", logging.KeySymbol, sym, "kind", kind, logging.KeyErr, err)
 			continue
 		}
 		b.failures++
@@ -264,7 +265,7 @@ func (b *Binance) poll(ctx context.Context) time.Duration {
 			}
 			wait = min(wait, b.cfg.MaxBackoff)
 		}
-		b.log.Warn("binance poll failed, backing off", "symbol", sym, "kind", kind, "err", err,
+		b.log.Warn("binance poll failed, backing off", logging.KeySymbol, sym, "kind", kind, logging.KeyErr, err,
 			"retry_in", wait.String(), "failures", b.failures)
 		return wait
 	}
@@ -322,7 +323,7 @@ func (b *Binance) initSymbol(ctx context.Context, sym string, s *symbolState, no
 	}
 	s.oiNext = later(s.oiNext, later(earliest, now.Add(-oiHistory)))
 	s.ready = true
-	b.log.Info("binance source resumes", "symbol", sym, "klines_from", s.klineNext, "open_interest_from", s.oiNext)
+	b.log.Info("binance source resumes", logging.KeySymbol, sym, "klines_from", s.klineNext, "open_interest_from", s.oiNext)
 	return nil
 }
 
@@ -384,7 +385,7 @@ func (b *Binance) pollOI(ctx context.Context, sym string, s *symbolState, now ti
 	// outage, a suspended VM) the cursor falls out of what Binance serves,
 	// and its 400 for a too-old start would repeat forever.
 	if horizon := now.Add(-oiHistory); s.oiNext.Before(horizon) {
-		b.log.Warn("open interest older than Binance keeps is skipped", "symbol", sym,
+		b.log.Warn("open interest older than Binance keeps is skipped", logging.KeySymbol, sym,
 			"from", s.oiNext, "to", horizon, "skipped", horizon.Sub(s.oiNext).String())
 		s.oiNext = horizon
 	}

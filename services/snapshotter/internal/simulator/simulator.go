@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/demo"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
@@ -133,7 +134,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 func (s *Simulator) runStep(ctx context.Context) {
 	// A store that is briefly unavailable must not stop the demo: the next tick retries.
 	if err := s.Step(ctx); err != nil && ctx.Err() == nil {
-		s.log.Error("simulator step failed", "err", err)
+		s.log.Error("simulator step failed", logging.KeyErr, err)
 	}
 }
 
@@ -165,7 +166,7 @@ func (s *Simulator) stepSymbol(ctx context.Context, sym string, now time.Time) e
 	}
 	if ok && last.OpenTime.After(open) {
 		// Someone wrote a candle from our future (clock skew); overwriting around it would break continuity.
-		s.log.Warn("simulator: stored candle is ahead of the clock; skipping", "symbol", sym, "open_time", last.OpenTime, "now", now)
+		s.log.Warn("simulator: stored candle is ahead of the clock; skipping", logging.KeySymbol, sym, "open_time", last.OpenTime, "now", now)
 		return nil
 	}
 
@@ -174,7 +175,7 @@ func (s *Simulator) stepSymbol(ctx context.Context, sym string, now time.Time) e
 		st = &symbolState{walker: demo.NewWalker(sym, s.cfg.Seed^liveSeedSalt)}
 		s.states[sym] = st
 		if !ok {
-			s.log.Info("simulator: no stored candles; starting a fresh series", "symbol", sym, "interval", s.interval)
+			s.log.Info("simulator: no stored candles; starting a fresh series", logging.KeySymbol, sym, "interval", s.interval)
 		}
 	}
 	// The store is the source of truth for continuity: it survives restarts,
@@ -238,7 +239,7 @@ func (s *Simulator) backfill(ctx context.Context, sym string, wk *demo.Walker, l
 	}
 	if limit := open.Add(-maxBackfill); from.Before(limit) {
 		s.log.Warn("simulator: gap longer than the backfill cap; continuing the last close from the cap",
-			"symbol", sym, "last_open", lastOpen, "from", limit, "cap", maxBackfill)
+			logging.KeySymbol, sym, "last_open", lastOpen, "from", limit, "cap", maxBackfill.String())
 		from = limit
 	}
 	n := int(open.Sub(from) / iv)
@@ -255,6 +256,6 @@ func (s *Simulator) backfill(ctx context.Context, sym string, wk *demo.Walker, l
 	if err := s.w.UpsertOpenInterest(ctx, ois); err != nil {
 		return fmt.Errorf("simulator %s: backfill %d open interest: %w", sym, len(ois), err)
 	}
-	s.log.Info("simulator: backfilled missing candles", "symbol", sym, "candles", len(ks), "from", from, "to", open.Add(-iv))
+	s.log.Info("simulator: backfilled missing candles", logging.KeySymbol, sym, "candles", len(ks), "from", from, "to", open.Add(-iv))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/protocol"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
 )
@@ -36,6 +37,11 @@ type Config struct {
 	CandleStep     time.Duration
 	Lookback       time.Duration
 	Params         map[string]heatmap.Params // per symbol
+	// OnCompute, if set, is told how long each recomputation of a symbol
+	// took: reading candles, applying them, encoding and hashing the frame
+	// and handing it to the publishers (which never block), whether or not
+	// it published. A tick that finds nothing new is not a recomputation.
+	OnCompute func(symbol string, took time.Duration)
 }
 
 type state struct {
@@ -85,7 +91,7 @@ func (l *Loop) Run(ctx context.Context) error {
 func (l *Loop) Tick(ctx context.Context) {
 	for _, sym := range l.cfg.Symbols {
 		if _, err := l.update(ctx, sym); err != nil && ctx.Err() == nil {
-			l.log.Error("snapshot failed", "symbol", sym, "err", err)
+			l.log.Error("snapshot failed", logging.KeySymbol, sym, logging.KeyErr, err)
 		}
 	}
 }
@@ -103,6 +109,10 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	now := l.now()
 	if st.engine != nil && cur == st.version && !st.from.Before(now.Add(-l.cfg.Lookback-24*time.Hour)) {
 		return false, nil
+	}
+	if l.cfg.OnCompute != nil {
+		start := time.Now()
+		defer func() { l.cfg.OnCompute(sym, time.Since(start)) }()
 	}
 	last, haveLast := heatmap.Candle{}, false
 	if st.engine != nil {
@@ -161,7 +171,7 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	f.Bytes = protocol.SnapshotFrame(sym, f.Seq, f.Produced, data)
 	for _, p := range l.pubs {
 		if err := p.Publish(ctx, f); err != nil {
-			l.log.Error("publish failed", "symbol", sym, "seq", f.Seq, "err", err)
+			l.log.Error("publish failed", logging.KeySymbol, sym, "seq", f.Seq, logging.KeyErr, err)
 		}
 	}
 	return true, nil
