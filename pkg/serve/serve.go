@@ -19,10 +19,11 @@ const ListeningMsg = "listening"
 // HTTP listens on addr and serves h until ctx ends, then shuts down, giving
 // in-flight requests up to grace to finish.
 func HTTP(ctx context.Context, addr string, h http.Handler, grace time.Duration, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln := newFDListener(raw, log)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

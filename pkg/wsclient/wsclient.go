@@ -72,6 +72,8 @@ type Options struct {
 	LocalAddr string
 	// Compression offers permessage-deflate, as browsers do.
 	Compression bool
+	// HandshakeTimeout bounds the upgrade (gws's default when zero).
+	HandshakeTimeout time.Duration
 }
 
 // ErrClosed is returned by Next once the connection has closed.
@@ -86,7 +88,7 @@ func Dial(url string, opt Options) (*Client, *http.Response, error) {
 		opt.Buffer = 1024
 	}
 	c := &Client{frames: make(chan Frame, opt.Buffer), closed: make(chan struct{}), stop: make(chan struct{})}
-	co := &gws.ClientOption{Addr: url, RequestHeader: opt.Header,
+	co := &gws.ClientOption{Addr: url, RequestHeader: opt.Header, HandshakeTimeout: opt.HandshakeTimeout,
 		PermessageDeflate: gws.PermessageDeflate{Enabled: opt.Compression}}
 	if opt.LocalAddr != "" {
 		ip := net.ParseIP(opt.LocalAddr)

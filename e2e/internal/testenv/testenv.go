@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	pkgenv "github.com/liqstream/liqstream/pkg/testenv"
 )
 
 var (
@@ -84,8 +86,25 @@ type Proc struct {
 // logs its listening address.
 func Start(t testing.TB, name, dir string, args ...string) *Proc {
 	t.Helper()
+	return start(t, name, dir, append([]string{filepath.Join(Binaries(t), name)}, args...))
+}
+
+// StartWithFDLimit is Start with the process's RLIMIT_NOFILE set to nofile
+// (util-linux prlimit), to see the service run out of file descriptors.
+func StartWithFDLimit(t testing.TB, nofile int, name, dir string, args ...string) *Proc {
+	t.Helper()
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		pkgenv.Missing(t, "prlimit (util-linux) is not installed")
+	}
+	argv := []string{prlimit, fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--", filepath.Join(Binaries(t), name)}
+	return start(t, name, dir, append(argv, args...))
+}
+
+func start(t testing.TB, name, dir string, argv []string) *Proc {
+	t.Helper()
 	p := &Proc{Name: name, done: make(chan struct{}), grew: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(Binaries(t), name), args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = dir
 	// No LIQSTREAM_* from the developer's shell leaks into a test.
 	for _, kv := range os.Environ() {
