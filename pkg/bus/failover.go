@@ -29,17 +29,34 @@ type Failover struct {
 	order *Ordered
 }
 
-// Ordered passes a frame on only if its producer timestamp is newer than the
-// last one passed for its symbol, so sources that overlap (Redis and the HTTP
-// fallback, or a source restarted for a new symbol list) never hand on a
-// duplicate or an older frame. Safe for concurrent use.
+// Ordered passes a frame on only if it is newer than the last one passed for
+// its symbol, so sources that overlap (Redis and the HTTP fallback, or a
+// source restarted for a new symbol list) never hand on a duplicate or an
+// older frame. Newer is by (epoch, seq) when both frames carry the
+// producer's epoch: a snapshotter that restarts raises its epoch, so its
+// frames follow the old run's whatever the two machines' clocks say. Frames
+// without an epoch fall back to the producer timestamp. Safe for concurrent use.
 type Ordered struct {
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[string]position
+}
+
+// position is where a symbol's stream stands.
+type position struct {
+	ts         time.Time
+	epoch, seq uint64 // epoch 0: the frame carried none
+}
+
+// after reports whether p comes after q.
+func (p position) after(q position) bool {
+	if p.epoch > 0 && q.epoch > 0 {
+		return p.epoch > q.epoch || (p.epoch == q.epoch && p.seq > q.seq)
+	}
+	return p.ts.After(q.ts)
 }
 
 // NewOrdered returns an empty Ordered.
-func NewOrdered() *Ordered { return &Ordered{last: map[string]time.Time{}} }
+func NewOrdered() *Ordered { return &Ordered{last: map[string]position{}} }
 
 // Pass calls deliver with fr if fr is newer than every frame of its symbol
 // passed before. The check and the delivery happen under one lock: checked
@@ -48,15 +65,16 @@ func (o *Ordered) Pass(fr Frame, deliver func(Frame)) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if ts, ok := protocol.PeekTimestamp(fr.Bytes); ok {
-		if !ts.After(o.last[fr.Symbol]) {
+		p := position{ts: ts}
+		p.epoch, p.seq, _ = protocol.PeekEpochSeq(fr.Bytes)
+		if last, seen := o.last[fr.Symbol]; seen && !p.after(last) {
 			return
 		}
-		o.last[fr.Symbol] = ts
+		o.last[fr.Symbol] = p
 	}
 	deliver(fr)
 }
 
-// NewFailover combines a Redis source with an HTTP fallback.
 func NewFailover(r *RedisSource, h *HTTPSource, log *slog.Logger) *Failover {
 	return &Failover{redis: r, http: h, log: log, order: NewOrdered()}
 }

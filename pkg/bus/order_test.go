@@ -51,3 +51,34 @@ func TestReview4FailoverDeliversInCheckOrder(t *testing.T) {
 		t.Fatalf("delivered %d frames in the order %q; want the older then the newer", len(got), got)
 	}
 }
+
+// A snapshotter that restarts on a machine whose clock is behind the previous
+// one's must not have its frames dropped as "older": frames carry the
+// producer's epoch (a counter its store raises at every start) and their
+// seq, and order by those, not by wall clocks. A straggler of the old epoch
+// that arrives later (Redis and HTTP overlap) is still dropped.
+func TestOrderedFollowsARestartWhoseClockIsBehind(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	frames := []struct {
+		name       string
+		epoch, seq uint64
+		ts         time.Time
+		wantPassed bool
+	}{
+		{"first run", 1, 7, t0, true},
+		{"same run, next", 1, 8, t0.Add(time.Second), true},
+		{"restart, clock 2 s behind", 2, 1, t0.Add(-time.Second), true},
+		{"restart, next", 2, 2, t0, true},
+		{"old run's straggler, newer clock", 1, 9, t0.Add(5 * time.Second), false},
+		{"duplicate", 2, 2, t0, false},
+	}
+	o := NewOrdered()
+	for _, f := range frames {
+		fr := Frame{Symbol: "BTCUSDT", Bytes: protocol.SnapshotFrameEpoch("BTCUSDT", f.epoch, f.seq, f.ts, []byte(`{}`))}
+		passed := false
+		o.Pass(fr, func(Frame) { passed = true })
+		if passed != f.wantPassed {
+			t.Fatalf("%s (epoch %d seq %d): passed %v, want %v", f.name, f.epoch, f.seq, passed, f.wantPassed)
+		}
+	}
+}

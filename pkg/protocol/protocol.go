@@ -245,13 +245,25 @@ func EncodeSnapshotData(d SnapshotData) ([]byte, error) {
 // SnapshotFrame wraps already-encoded data into a frame produced at ts, so the
 // payload is not encoded a second time. symbol must be a plain ticker.
 func SnapshotFrame(symbol string, seq uint64, ts time.Time, data []byte) []byte {
-	b := make([]byte, 0, len(data)+128)
+	return SnapshotFrameEpoch(symbol, 0, seq, ts, data)
+}
+
+// SnapshotFrameEpoch is SnapshotFrame with the producer's epoch: a number its
+// store raises at every start. Frames order by (epoch, seq), which needs no
+// agreement between the clocks of a producer and its successor; epoch 0 is
+// left out of the frame (a producer without one orders by timestamp).
+func SnapshotFrameEpoch(symbol string, epoch, seq uint64, ts time.Time, data []byte) []byte {
+	b := make([]byte, 0, len(data)+144)
 	b = append(b, `{"type":"snapshot","symbol":`...)
 	b = strconv.AppendQuote(b, symbol)
 	b = append(b, `,"timestamp":"`...)
 	b = append(b, FormatTime(ts)...)
 	b = append(b, `","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
+	if epoch > 0 {
+		b = append(b, `,"epoch":`...)
+		b = strconv.AppendUint(b, epoch, 10)
+	}
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
 	return append(b, '}')
@@ -321,6 +333,33 @@ func mustMarshal(v any) []byte {
 // PeekTimestamp reads a frame's production timestamp from its envelope
 // without decoding the payload, so relays can measure delivery latency.
 // It relies on SnapshotFrame's layout: the timestamp precedes "data".
+// PeekEpochSeq reads a snapshot frame's epoch and seq without decoding it;
+// ok is false when the frame carries no epoch (see SnapshotFrameEpoch).
+func PeekEpochSeq(frame []byte) (epoch, seq uint64, ok bool) {
+	head := frame[:min(len(frame), 200)]
+	// Only the envelope: the payload's own keys must not be mistaken for it.
+	if i := bytes.Index(head, []byte(`"data":`)); i >= 0 {
+		head = head[:i]
+	}
+	seq, okSeq := peekUint(head, `"seq":`)
+	epoch, okEpoch := peekUint(head, `"epoch":`)
+	return epoch, seq, okSeq && okEpoch && epoch > 0
+}
+
+func peekUint(head []byte, key string) (uint64, bool) {
+	i := bytes.Index(head, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := head[i+len(key):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+	return n, err == nil
+}
+
 func PeekTimestamp(frame []byte) (time.Time, bool) {
 	const key = `"timestamp":"`
 	head := frame[:min(len(frame), 160)]

@@ -150,3 +150,26 @@ func TestPeekTimestamp(t *testing.T) {
 		}
 	}
 }
+
+func TestPeekEpochSeq(t *testing.T) {
+	ts := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name               string
+		frame              []byte
+		wantEpoch, wantSeq uint64
+		wantOK             bool
+	}{
+		{"with epoch", SnapshotFrameEpoch("BTCUSDT", 3, 41, ts, []byte(`{}`)), 3, 41, true},
+		{"without epoch", SnapshotFrame("BTCUSDT", 41, ts, []byte(`{}`)), 0, 41, false},
+		{"an epoch key in the payload is not the envelope's", SnapshotFrame("BTCUSDT", 5, ts, []byte(`{"epoch":9}`)), 0, 5, false},
+		{"not a frame", []byte(`{"type":"error"}`), 0, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, s, ok := PeekEpochSeq(tc.frame)
+			if ok != tc.wantOK || (ok && (e != tc.wantEpoch || s != tc.wantSeq)) {
+				t.Fatalf("PeekEpochSeq(%s) = %d, %d, %v; want %d, %d, %v", tc.frame, e, s, ok, tc.wantEpoch, tc.wantSeq, tc.wantOK)
+			}
+		})
+	}
+}

@@ -48,6 +48,7 @@ const state = {
   layout: null, // geometry of the last draw, for hover
   hover: null, // {panel: "heat"|"map", x, y} in CSS px
   error: null,
+  gaps: [], // the snapshotter's data warnings of the symbol: {kind, since, message}
 };
 
 // What the browser tests read: plain data, kept current.
@@ -69,6 +70,7 @@ const probe = {
   plot: null, // heatmap plot rectangle in canvas pixels
   error: "",
   notice: "",
+  dataGap: "", // the data warnings shown, one per line
 };
 window.__liqstream = probe;
 
@@ -202,10 +204,36 @@ function select(sym) {
   state.zoom = null;
   Object.assign(probe, { symbol: sym, seq: null, frames: 0, wsFrames: 0, pollFrames: 0, drawnSeq: null });
   showError();
+  showGaps([]);
   syncURL();
   updateHeader();
   loadHistory();
   client.subscribe(sym, state.updateInterval);
+}
+
+// The snapshotter knows when a symbol's data cannot make a heatmap (candles
+// without open interest) and says so at data/gaps, relayed by the gateway;
+// the page shows its sentence rather than an empty map. A failed request
+// (an older snapshotter) shows nothing: the map is as it would have been.
+async function loadGaps(sym) {
+  let gaps = [];
+  try {
+    const res = await fetch(`data/gaps?${new URLSearchParams({ symbol: sym })}`);
+    if (res.ok) gaps = (await res.json()).gaps || [];
+  } catch {
+    // nothing to show
+  }
+  if (sym !== state.symbol) return;
+  showGaps(gaps);
+  requestDraw();
+}
+
+function showGaps(gaps) {
+  state.gaps = gaps;
+  const text = gaps.map((g) => g.message).join("\n");
+  $("data-gap").hidden = !text;
+  $("data-gap").textContent = text;
+  probe.dataGap = text;
 }
 
 function syncURL() {
@@ -235,6 +263,7 @@ async function loadHistory({ refresh = false } = {}) {
     return;
   }
   $("heat-sub").textContent = `${sym} · ${state.window} · ${state.interval}`;
+  loadGaps(sym);
   try {
     const q = new URLSearchParams({ symbol: sym, time_window: state.window, interval: state.interval });
     const res = await fetch(`liquidations/heatmap-timeseries?${q}`);
@@ -665,7 +694,8 @@ function drawMap(view, heatPlot) {
   const { levels, bin } = mapLevels();
   const p = currentPrice();
   if (!view || !levels.length || !p) {
-    placeholder(g, plot, "");
+    // An empty map because the data has a gap says so.
+    placeholder(g, plot, state.gaps.length && state.symbol ? `No open-interest data for ${state.symbol}` : "");
     return;
   }
   const yOf = (pr) => plot.y + (1 - (pr - view.lo) / (view.hi - view.lo)) * plot.h;

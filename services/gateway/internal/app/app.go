@@ -302,9 +302,11 @@ func (g *Gateway) Routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/snapshot/{symbol}", g.snapshot)
-	// History and the model's inputs are the snapshotter's data; the gateway relays.
+	// History, the model's inputs and the gaps in them (/data/gaps, which
+	// the page shows instead of an empty map) are the snapshotter's data;
+	// the gateway relays.
 	proxy := historyProxy(g.cfg.SnapshotterURL)
-	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range"} {
+	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range", "/data/gaps"} {
 		mux.Handle("GET "+path, proxy)
 	}
 	mux.HandleFunc("GET /api/v1/symbols", func(w http.ResponseWriter, _ *http.Request) {

@@ -116,3 +116,16 @@ func TestHistoryIsProxiedToTheSnapshotter(t *testing.T) {
 		t.Fatalf("with the snapshotter down: %d %q", code, body)
 	}
 }
+
+// The page asks for a symbol's data gaps through the gateway, which relays
+// the snapshotter's answer as it is.
+func TestDataGapsAreProxiedToTheSnapshotter(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path+"?"+r.URL.RawQuery)
+	}))
+	t.Cleanup(up.Close)
+	_, srv := serverWith(t, true, up.URL)
+	if code, body := get(t, srv.URL+"/data/gaps?symbol=BTCUSDT"); code != http.StatusOK || body != "/data/gaps?symbol=BTCUSDT" {
+		t.Fatalf("GET /data/gaps: %d %q", code, body)
+	}
+}

@@ -23,9 +23,62 @@ type Registrar interface{ Register(*http.ServeMux) }
 
 // Handler serves the snapshotter's endpoints.
 type Handler struct {
-	board   *snapshot.Board
-	symbols []string
-	mux     *http.ServeMux
+	board    *snapshot.Board
+	symbols  []string
+	mux      *http.ServeMux
+	warnings func() []Warning // nil: no data check
+}
+
+// Warning is a stretch of a symbol's data its heatmap cannot be built from,
+// e.g. candles without open interest: the map of such a symbol is empty or
+// wrong although the process is healthy.
+type Warning struct {
+	Symbol  string    `json:"symbol"`
+	Table   string    `json:"table"` // whose rows are missing: open_interest
+	Kind    string    `json:"kind"`  // no_open_interest, open_interest_stale, open_interest_gap
+	Since   time.Time `json:"since"`
+	Message string    `json:"message"` // a sentence for people
+}
+
+// WithWarnings adds the data warnings warn returns (those of the last data
+// check) to /readyz and /v1/symbols, as a "warnings" list of sentences, and
+// serves them by symbol at GET /data/gaps. They do not make /readyz fail: a
+// gap in the data is not something a restart or another replica fixes.
+func (h *Handler) WithWarnings(warn func() []Warning) *Handler {
+	h.warnings = warn
+	h.mux.HandleFunc("GET /data/gaps", h.gaps)
+	return h
+}
+
+// sentences returns the messages of the current warnings, [] when none;
+// nil without a data check.
+func (h *Handler) sentences() []string {
+	if h.warnings == nil {
+		return nil
+	}
+	out := []string{}
+	for _, w := range h.warnings() {
+		out = append(out, w.Message)
+	}
+	return out
+}
+
+// gaps answers {"gaps": [...]}: the warnings of ?symbol= or, without it,
+// of every symbol.
+func (h *Handler) gaps(w http.ResponseWriter, r *http.Request) {
+	sym := strings.ToUpper(strings.TrimSpace(r.URL.Query().Get("symbol")))
+	if sym != "" && !slices.Contains(h.symbols, sym) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown symbol %q; this snapshotter serves %s", sym, strings.Join(h.symbols, ", ")))
+		return
+	}
+	out := []Warning{}
+	for _, g := range h.warnings() {
+		if sym == "" || g.Symbol == sym {
+			out = append(out, g)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, map[string][]Warning{"gaps": out})
 }
 
 // New returns the handler for the given symbols; history serves the
@@ -85,10 +138,16 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listSymbols(w http.ResponseWriter, _ *http.Request) {
+	if warn := h.sentences(); warn != nil {
+		writeJSON(w, http.StatusOK, map[string][]string{"symbols": h.symbols, "warnings": warn})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string][]string{"symbols": h.symbols})
 }
 
-// ready is true once every symbol has a frame to serve.
+// ready is true once every symbol has a frame to serve. Data warnings are
+// listed but do not change the verdict: a symbol whose data has a gap still
+// has a frame (an empty map), and no restart would fill the gap.
 func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
 	var missing []string
 	for _, s := range h.symbols {
@@ -96,11 +155,16 @@ func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
 			missing = append(missing, s)
 		}
 	}
+	body := map[string]any{"status": "ready"}
+	if warn := h.sentences(); warn != nil {
+		body["warnings"] = warn
+	}
 	if len(missing) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "waiting_for": missing})
+		body["status"], body["waiting_for"] = "starting", missing
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, body)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -91,3 +91,42 @@ func TestSnapshotEndpoint(t *testing.T) {
 		t.Fatalf("readyz with every symbol served: %d", resp.StatusCode)
 	}
 }
+
+// Data warnings are listed in /readyz and /v1/symbols and served by symbol at
+// /data/gaps; they do not make /readyz fail.
+func TestWarnings(t *testing.T) {
+	board := snapshot.NewBoard("w")
+	since := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	warn := []Warning{{Symbol: "BTCUSDT", Table: "open_interest", Kind: "no_open_interest", Since: since,
+		Message: "BTCUSDT has candles but no open-interest data"}}
+	srv := httptest.NewServer(New(board, []string{"BTCUSDT", "ETHUSDT"}, http.NotFoundHandler(), http.NotFoundHandler()).
+		WithWarnings(func() []Warning { return warn }))
+	defer srv.Close()
+	ctx := context.Background()
+	board.Publish(ctx, snapshot.Frame{Symbol: "BTCUSDT", Seq: 1, Bytes: []byte(`{}`)})
+	board.Publish(ctx, snapshot.Frame{Symbol: "ETHUSDT", Seq: 1, Bytes: []byte(`{}`)})
+
+	for _, tc := range []struct {
+		name, path string
+		wantCode   int
+		wantBody   string
+	}{
+		{"readyz stays ready and lists the warning", "/readyz", 200, `{"status":"ready","warnings":["BTCUSDT has candles but no open-interest data"]}`},
+		{"symbols carry the warning", "/v1/symbols", 200, `{"symbols":["BTCUSDT","ETHUSDT"],"warnings":["BTCUSDT has candles but no open-interest data"]}`},
+		{"gaps of the symbol", "/data/gaps?symbol=btcusdt", 200, `{"gaps":[{"symbol":"BTCUSDT","table":"open_interest","kind":"no_open_interest","since":"2026-11-24T10:00:00Z","message":"BTCUSDT has candles but no open-interest data"}]}`},
+		{"gaps of every symbol", "/data/gaps", 200, `"symbol":"BTCUSDT"`},
+		{"no gaps of another symbol", "/data/gaps?symbol=ETHUSDT", 200, `{"gaps":[]}`},
+		{"unknown symbol", "/data/gaps?symbol=DOGEUSDT", 404, "BTCUSDT, ETHUSDT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := get(t, srv.URL+tc.path, nil)
+			if resp.StatusCode != tc.wantCode || !strings.Contains(body, tc.wantBody) {
+				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, body, tc.wantCode, tc.wantBody)
+			}
+		})
+	}
+	warn = nil
+	if _, body := get(t, srv.URL+"/readyz", nil); !strings.Contains(body, `"warnings":[]`) {
+		t.Fatalf("readyz without warnings: %q, want an empty list", body)
+	}
+}

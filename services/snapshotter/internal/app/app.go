@@ -12,11 +12,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/liqstream/liqstream/pkg/bus"
-	"github.com/liqstream/liqstream/pkg/logging"
 	"github.com/liqstream/liqstream/pkg/serve"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
-	"github.com/liqstream/liqstream/services/snapshotter/internal/demo"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/ingest"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/simulator"
@@ -54,7 +52,11 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		}
 	}
 
-	board := snapshot.NewBoard(strconv.FormatInt(time.Now().UnixNano(), 36))
+	epoch, err := st.NextEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	board := snapshot.NewBoard(strconv.FormatUint(epoch, 10))
 	pubs := []snapshot.Publisher{board}
 	var redisPub *bus.RedisPublisher
 	if cfg.RedisURL != "" {
@@ -68,9 +70,15 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}
 	metrics := newMetrics(st, redisPub, cfg.Symbols, cfg.Snapshot.Interval)
 	pubs = append(pubs, metrics)
+	// Data that cannot make a heatmap is loud: warned about at start and
+	// hourly, in store_gaps, /readyz, /v1/symbols and /data/gaps.
+	gaps := newGapWatch(st, cfg.Symbols, cfg.Snapshot.CandleInterval, step, cfg.Snapshot.Lookback, time.Now, log)
+	gaps.checkOrLog(ctx)
+	metrics.watchGaps(gaps)
 	loop := snapshot.New(snapshot.Config{
 		Symbols: cfg.Symbols, Interval: cfg.Snapshot.Interval, CandleInterval: cfg.Snapshot.CandleInterval,
 		CandleStep: step, Lookback: cfg.Snapshot.Lookback, Params: params, OnCompute: metrics.observeCompute,
+		Epoch: epoch,
 	}, st, time.Now, log, pubs...)
 
 	hist := history.New(st, history.Defaults{
@@ -100,12 +108,16 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	}
 	g.Go(func() error { return loop.Run(gctx) })
 	g.Go(func() error {
+		gaps.run(gctx, gapCheckEvery)
+		return nil
+	})
+	g.Go(func() error {
 		runSummary(gctx, log, newSummary(metrics.published, metrics.compute, redisPub, time.Now), cfg.LogSummary)
 		return nil
 	})
 	g.Go(func() error {
 		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler(),
-			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now)), 5*time.Second, log)
+			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now)).WithWarnings(gaps.warnings), 5*time.Second, log)
 	})
 	return g.Wait()
 }
@@ -115,28 +127,5 @@ type redisFrames struct{ p *bus.RedisPublisher }
 
 func (r redisFrames) Publish(_ context.Context, f snapshot.Frame) error {
 	r.p.Publish(bus.Frame{Symbol: f.Symbol, Bytes: f.Bytes})
-	return nil
-}
-
-// SeedDemo writes cfg.Demo.Days of demo candles and OI for every symbol that has
-// no candles yet, ending at the last closed candle before now. A store that
-// already holds a symbol is left as it is, so restarts keep their data.
-func SeedDemo(ctx context.Context, st *store.Store, cfg conf.Config, step time.Duration, now time.Time, log *slog.Logger) error {
-	n := int(time.Duration(cfg.Demo.Days) * 24 * time.Hour / step)
-	for _, sym := range cfg.Symbols {
-		if _, ok, err := st.LastKline(ctx, sym, cfg.Snapshot.CandleInterval); err != nil {
-			return err
-		} else if ok {
-			continue
-		}
-		ks, ois := demo.Generate(sym, cfg.Demo.Seed, now, step, n)
-		if err := st.UpsertKlines(ctx, ks); err != nil {
-			return fmt.Errorf("seed demo %s: %w", sym, err)
-		}
-		if err := st.UpsertOpenInterest(ctx, ois); err != nil {
-			return fmt.Errorf("seed demo %s: %w", sym, err)
-		}
-		log.Info("seeded demo data", logging.KeySymbol, sym, "candles", len(ks), "open_interest", len(ois))
-	}
 	return nil
 }

@@ -154,3 +154,8 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// watchGaps exports store_gaps.
+func (m *metrics) watchGaps(w *gapWatch) {
+	m.reg.MustRegister(w.gauge)
+}

@@ -21,10 +21,10 @@ import (
 type Writer interface {
 	// LastKline returns the newest stored kline of symbol/interval and ok=false when there is none.
 	LastKline(ctx context.Context, symbol, interval string) (store.Kline, bool, error)
-	// UpsertKlines inserts or replaces by (symbol, interval, open_time).
-	UpsertKlines(ctx context.Context, ks []store.Kline) error
-	// UpsertOpenInterest inserts or replaces by (symbol, ts).
-	UpsertOpenInterest(ctx context.Context, ois []store.OpenInterest) error
+	// Upsert inserts or replaces candles by (symbol, interval, open_time)
+	// and open interest by (symbol, ts), all in one transaction: a crash
+	// never leaves a candle without the open interest written with it.
+	Upsert(ctx context.Context, ks []store.Kline, ois []store.OpenInterest) error
 	// LastOpenInterest returns the newest stored observation of symbol and ok=false when there is none.
 	LastOpenInterest(ctx context.Context, symbol string) (store.OpenInterest, bool, error)
 }
@@ -220,12 +220,9 @@ func (s *Simulator) stepSymbol(ctx context.Context, sym string, now time.Time) e
 	cur.Low = math.Min(cur.Low, mv.Price)
 	cur.Volume += mv.Volume
 
-	if err := s.w.UpsertKlines(ctx, []store.Kline{cur}); err != nil {
-		return fmt.Errorf("simulator %s: upsert kline: %w", sym, err)
-	}
 	oi := store.OpenInterest{Symbol: sym, TS: open, OpenInterest: mv.OIValue / mv.Price, OpenInterestValue: mv.OIValue}
-	if err := s.w.UpsertOpenInterest(ctx, []store.OpenInterest{oi}); err != nil {
-		return fmt.Errorf("simulator %s: upsert open interest: %w", sym, err)
+	if err := s.w.Upsert(ctx, []store.Kline{cur}, []store.OpenInterest{oi}); err != nil {
+		return fmt.Errorf("simulator %s: upsert candle and open interest: %w", sym, err)
 	}
 	return nil
 }
@@ -250,11 +247,8 @@ func (s *Simulator) backfill(ctx context.Context, sym string, wk *demo.Walker, l
 		ks = append(ks, k)
 		ois = append(ois, oi)
 	}
-	if err := s.w.UpsertKlines(ctx, ks); err != nil {
-		return fmt.Errorf("simulator %s: backfill %d klines: %w", sym, len(ks), err)
-	}
-	if err := s.w.UpsertOpenInterest(ctx, ois); err != nil {
-		return fmt.Errorf("simulator %s: backfill %d open interest: %w", sym, len(ois), err)
+	if err := s.w.Upsert(ctx, ks, ois); err != nil {
+		return fmt.Errorf("simulator %s: backfill %d candles and open interest: %w", sym, len(ks), err)
 	}
 	s.log.Info("simulator: backfilled missing candles", logging.KeySymbol, sym, "candles", len(ks), "from", from, "to", open.Add(-iv))
 	return nil

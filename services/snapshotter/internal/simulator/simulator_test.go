@@ -105,6 +105,30 @@ func (m *memStore) UpsertKlines(_ context.Context, ks []store.Kline) error {
 	return nil
 }
 
+// Upsert writes both or, when either side fails, neither: as the store's
+// one transaction does.
+func (m *memStore) Upsert(_ context.Context, ks []store.Kline, ois []store.OpenInterest) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range ks {
+		if err := m.failing("klines", k.Symbol); err != nil {
+			return err
+		}
+	}
+	for _, o := range ois {
+		if err := m.failing("oi", o.Symbol); err != nil {
+			return err
+		}
+	}
+	for _, k := range ks {
+		m.klines[klineKey{k.Symbol, k.Interval, k.OpenTime.UTC()}] = k
+	}
+	for _, o := range ois {
+		m.ois[oiKey{o.Symbol, o.TS.UTC()}] = o
+	}
+	return nil
+}
+
 func (m *memStore) UpsertOpenInterest(_ context.Context, ois []store.OpenInterest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -427,10 +451,10 @@ func TestStepWriterErrors(t *testing.T) {
 		wantText string
 	}{
 		{"last kline", "last", false, "simulator BTCUSDT: last kline: boom"},
-		{"upsert kline", "klines", false, "simulator BTCUSDT: upsert kline: boom"},
-		{"upsert open interest", "oi", false, "simulator BTCUSDT: upsert open interest: boom"},
-		{"backfill klines", "klines", true, "simulator BTCUSDT: backfill 3 klines: boom"},
-		{"backfill open interest", "oi", true, "simulator BTCUSDT: backfill 3 open interest: boom"},
+		{"upsert kline", "klines", false, "simulator BTCUSDT: upsert candle and open interest: boom"},
+		{"upsert open interest", "oi", false, "simulator BTCUSDT: upsert candle and open interest: boom"},
+		{"backfill klines", "klines", true, "simulator BTCUSDT: backfill 3 candles and open interest: boom"},
+		{"backfill open interest", "oi", true, "simulator BTCUSDT: backfill 3 candles and open interest: boom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -458,6 +482,14 @@ func TestStepWriterErrors(t *testing.T) {
 			}
 			if _, ok := ms.kline("ETHUSDT", t0); !ok {
 				t.Fatal("a failing symbol stopped the others from updating")
+			}
+			// Candles and their open interest land together or not at all:
+			// a failed open-interest write leaves no candle of the step.
+			if _, ok := ms.kline("BTCUSDT", t0); ok {
+				t.Fatal("a candle was written without its open interest")
+			}
+			if _, ok := ms.kline("BTCUSDT", lastOpen.Add(iv)); ok && tt.seedGap {
+				t.Fatal("a backfilled candle was written without its open interest")
 			}
 
 			// Once the store recovers the series must still be continuous.
@@ -506,7 +538,7 @@ func TestRunKeepsGoingAfterErrorsAndStopsOnCancel(t *testing.T) {
 	if _, ok := ms.kline("BTCUSDT", t0); !ok {
 		t.Fatal("Run gave up after store errors: no open candle written")
 	}
-	if n := strings.Count(logs.String(), "simulator BTCUSDT: upsert kline: boom"); n < 2 {
+	if n := strings.Count(logs.String(), "simulator BTCUSDT: upsert candle and open interest: boom"); n < 2 {
 		t.Fatalf("want the failing steps logged, got %d:\n%s", n, logs.String())
 	}
 	clk.mu.Lock()

@@ -42,6 +42,10 @@ type Config struct {
 	// and handing it to the publishers (which never block), whether or not
 	// it published. A tick that finds nothing new is not a recomputation.
 	OnCompute func(symbol string, took time.Duration)
+	// Epoch is this run's number from the store (store.NextEpoch), carried
+	// in every frame with its seq: gateways order frames by the two, so a
+	// restart on a machine whose clock is behind is not taken for old news.
+	Epoch uint64
 }
 
 type state struct {
@@ -168,7 +172,7 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	st.hash = h
 	st.seq++
 	f := Frame{Symbol: sym, Seq: st.seq, Produced: l.now()}
-	f.Bytes = protocol.SnapshotFrame(sym, f.Seq, f.Produced, data)
+	f.Bytes = protocol.SnapshotFrameEpoch(sym, l.cfg.Epoch, f.Seq, f.Produced, data)
 	for _, p := range l.pubs {
 		if err := p.Publish(ctx, f); err != nil {
 			l.log.Error("publish failed", logging.KeySymbol, sym, "seq", f.Seq, logging.KeyErr, err)

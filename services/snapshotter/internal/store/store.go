@@ -89,93 +89,12 @@ func (s *Store) Close() error {
 // UpsertKlines inserts or replaces candles by (symbol, interval, open_time),
 // all or nothing.
 func (s *Store) UpsertKlines(ctx context.Context, ks []Kline) error {
-	if len(ks) == 0 {
-		return nil
-	}
-	touched := map[string]Span{}
-	rows := make([][]driver.Value, 0, len(ks))
-	// A key twice in one batch would make the merge fail; the last one wins, as
-	// it would with one upsert after another.
-	at := make(map[string]int, len(ks))
-	for _, k := range ks {
-		if err := k.Validate(); err != nil {
-			return fmt.Errorf("upsert klines: %w", err)
-		}
-		row := []driver.Value{k.Symbol, k.Interval, k.OpenTime.UTC(), k.Open, k.High, k.Low, k.Close, k.Volume}
-		key := k.Symbol + "\x00" + k.Interval + "\x00" + k.OpenTime.UTC().String()
-		if i, dup := at[key]; dup {
-			rows[i] = row
-			continue
-		}
-		at[key] = len(rows)
-		rows = append(rows, row)
-		touched[k.Symbol] = touched[k.Symbol].widen(k.OpenTime.UTC())
-	}
-	if err := s.bulkUpsert(ctx, "klines", rows); err != nil {
-		return fmt.Errorf("upsert %d klines: %w", len(ks), err)
-	}
-	s.changes.record(touched)
-	return nil
+	return s.Upsert(ctx, ks, nil)
 }
 
 // UpsertOpenInterest inserts or replaces observations by (symbol, ts), all or nothing.
 func (s *Store) UpsertOpenInterest(ctx context.Context, ois []OpenInterest) error {
-	if len(ois) == 0 {
-		return nil
-	}
-	touched := map[string]Span{}
-	rows := make([][]driver.Value, 0, len(ois))
-	at := make(map[string]int, len(ois))
-	for _, o := range ois {
-		if err := o.Validate(); err != nil {
-			return fmt.Errorf("upsert open interest: %w", err)
-		}
-		row := []driver.Value{o.Symbol, o.TS.UTC(), o.OpenInterest, o.OpenInterestValue}
-		key := o.Symbol + "\x00" + o.TS.UTC().String()
-		if i, dup := at[key]; dup {
-			rows[i] = row
-			continue
-		}
-		at[key] = len(rows)
-		rows = append(rows, row)
-		touched[o.Symbol] = touched[o.Symbol].widen(o.TS.UTC())
-	}
-	if err := s.bulkUpsert(ctx, "open_interest", rows); err != nil {
-		return fmt.Errorf("upsert %d open interest rows: %w", len(ois), err)
-	}
-	s.changes.record(touched)
-	return nil
-}
-
-// bulkUpsert stages rows in a temp table with DuckDB's appender (its bulk
-// path: row-by-row INSERTs manage a few hundred rows a second) and merges
-// them into table with one INSERT OR REPLACE, which is atomic.
-func (s *Store) bulkUpsert(ctx context.Context, table string, rows [][]driver.Value) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	stage := "stage_" + table
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS SELECT * FROM %s LIMIT 0`, stage, table)); err != nil {
-		return fmt.Errorf("create staging table: %w", err)
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS temp.main."+stage)
-	err = appendTo(conn, stage, func(app *duckdb.Appender) error {
-		for _, r := range rows {
-			if err := app.AppendRow(r...); err != nil {
-				return fmt.Errorf("append row: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`INSERT OR REPLACE INTO %s SELECT * FROM temp.main.%s`, table, stage)); err != nil {
-		return fmt.Errorf("merge into %s: %w", table, err)
-	}
-	return nil
+	return s.Upsert(ctx, nil, ois)
 }
 
 // Validate rejects a candle no exchange could have printed. A NaN or an

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/liqstream/liqstream/e2e/internal/testenv"
+)
+
+// crashSymbols make the demo seed long enough (several symbols of 30 days of
+// 5m candles) for random kills to land inside it.
+var crashSymbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,DOGEUSDT,BNBUSDT,ADAUSDT,LINKUSDT"
+
+const crashDays = 30
+
+// crashProc is a snapshotter the test kills with SIGKILL at will.
+type crashProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	logs []string
+}
+
+func startCrashProc(t *testing.T, db string) *crashProc {
+	t.Helper()
+	bin := filepath.Join(testenv.Binaries(t), "snapshotter")
+	p := &crashProc{done: make(chan struct{})}
+	p.cmd = exec.Command(bin, "--db", db, "--listen", "127.0.0.1:0", "--symbols", crashSymbols,
+		fmt.Sprintf("--demo.days=%d", crashDays), "--simulator.enabled=false", "--log_summary_interval=1h")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LIQSTREAM_") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs = append(p.logs, sc.Text())
+			p.mu.Unlock()
+		}
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *crashProc) kill() {
+	select {
+	case <-p.done:
+	default:
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *crashProc) line(substr string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
+		if strings.Contains(l, substr) {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+func (p *crashProc) allLogs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.logs, "\n")
+}
+
+// waitLine polls the logs for substr until deadline.
+func (p *crashProc) waitLine(t *testing.T, substr string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l, ok := p.line(substr); ok {
+			return l
+		}
+		select {
+		case <-p.done:
+			if l, ok := p.line(substr); ok {
+				return l
+			}
+			t.Fatalf("snapshotter exited before logging %q:\n%s", substr, p.allLogs())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("snapshotter did not log %q within %s:\n%s", substr, timeout, p.allLogs())
+	return ""
+}
+
+type storeCounts struct {
+	Klines       int64 `json:"klines"`
+	OpenInterest int64 `json:"open_interest"`
+}
+
+// opened reads the row counts the snapshotter logs when it opens the store,
+// before it seeds anything: the state the previous run left.
+func (p *crashProc) opened(t *testing.T) storeCounts {
+	t.Helper()
+	var c storeCounts
+	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"store opened"`, 60*time.Second)), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ready waits for the listening address and then /readyz 200.
+func (p *crashProc) ready(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var rec struct {
+		Addr string `json:"addr"`
+	}
+	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"listening"`, timeout)), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := http.Get("http://" + rec.Addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 within %s (last %v):\n%s", timeout, err, p.allLogs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkSeedInvariant: the simulator is off, so every row is the seed's; a
+// symbol's seed is n candles and n observations. All-or-nothing per symbol
+// means equal totals, a whole number of symbols. The old code (candles and OI
+// in two transactions) leaves klines = open_interest + n after a kill between
+// them.
+func checkSeedInvariant(t *testing.T, run int, c storeCounts, n int64) {
+	t.Helper()
+	if c.Klines != c.OpenInterest || c.Klines%n != 0 {
+		t.Fatalf("run %d: store holds %d klines and %d open interest rows; want equal, a multiple of %d (whole symbols)", run, c.Klines, c.OpenInterest, n)
+	}
+}
+
+// TestCrashDuringDemoSeed kills the snapshotter with SIGKILL at seeded-random
+// moments while it seeds demo data into a fresh store, restarts it on the
+// same file, and checks after every restart that each symbol's candles and
+// open interest are there together or not at all; once let finish, the store
+// holds what an uninterrupted seed writes, and serves.
+func TestCrashDuringDemoSeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test runs the real snapshotter dozens of times")
+	}
+	// At least this many kills must land while seeding; kills after a store
+	// finished seeding count too but move on to a fresh store.
+	const kills, maxRuns = 24, 60
+	nSymbols := int64(len(strings.Split(crashSymbols, ",")))
+	n := int64(crashDays * 24 * 12)
+	dir := t.TempDir()
+
+	// The reference: an uninterrupted seed, and how long it takes.
+	clean := startCrashProc(t, filepath.Join(dir, "clean", "store.duckdb"))
+	began := time.Now()
+	if c := clean.opened(t); c.Klines != 0 {
+		t.Fatalf("fresh store holds %+v", c)
+	}
+	clean.waitLine(t, `"msg":"listening"`, 5*time.Minute)
+	window := time.Since(began)
+	clean.ready(t, 2*time.Minute)
+	clean.kill()
+	ref := startCrashProc(t, filepath.Join(dir, "clean", "store.duckdb"))
+	want := ref.opened(t)
+	ref.kill()
+	if want.Klines != nSymbols*n || want.OpenInterest != nSymbols*n {
+		t.Fatalf("clean seed wrote %+v, want %d of each", want, nSymbols*n)
+	}
+	t.Logf("clean seed of %d symbols x %d candles: %s", nSymbols, n, window.Round(time.Millisecond))
+
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CRASH_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("kill delays from seed %d (CRASH_SEED=%d to repeat)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 15))
+
+	store, stores := "", 0
+	inSeed := 0
+	run := 0
+	for inSeed < kills {
+		run++
+		if run > maxRuns {
+			t.Fatalf("only %d of %d kills landed while seeding; want %d", inSeed, run-1, kills)
+		}
+		if store == "" {
+			stores++
+			store = filepath.Join(dir, fmt.Sprintf("crash%d", stores), "store.duckdb")
+		}
+		p := startCrashProc(t, store)
+		c := p.opened(t)
+		checkSeedInvariant(t, run, c, n)
+		// Kill anywhere from the store opening to a little past a clean seed.
+		delay := time.Duration(rng.Int64N(int64(window * 11 / 10)))
+		time.Sleep(delay)
+		_, served := p.line(`"msg":"listening"`)
+		p.kill()
+		if !served {
+			inSeed++
+		} else {
+			// Seeded whole: the next kills go to a fresh store.
+			after := startCrashProc(t, store)
+			checkSeedInvariant(t, run, after.opened(t), n)
+			if got := after.opened(t); got != want {
+				t.Fatalf("run %d: seeded store holds %+v, clean seed %+v", run, got, want)
+			}
+			after.kill()
+			store = ""
+		}
+		t.Logf("run %d: store %d held %d/%d rows at start, killed after %s (seed done: %v)", run, stores, c.Klines, c.OpenInterest, delay.Round(time.Millisecond), served)
+	}
+	t.Logf("%d kills, %d of them while seeding, over %d stores", run, inSeed, stores)
+
+	// Let the last store finish (the last kill may have left it half-way),
+	// then it holds what the clean run wrote, and serves.
+	if store == "" {
+		return
+	}
+	final := startCrashProc(t, store)
+	checkSeedInvariant(t, run+1, final.opened(t), n)
+	final.ready(t, 5*time.Minute)
+	final.kill()
+	check := startCrashProc(t, store)
+	if got := check.opened(t); got != want {
+		t.Fatalf("after the final run the store holds %+v, clean seed %+v", got, want)
+	}
+	check.ready(t, 2*time.Minute)
+}

@@ -1,0 +1,215 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+// Upsert inserts or replaces candles by (symbol, interval, open_time) and
+// open-interest observations by (symbol, ts) in one transaction: after a
+// crash at any moment the file holds all of them or none. A candle and the
+// observation made for it (the demo seed, the simulator) must go through one
+// call, never two.
+func (s *Store) Upsert(ctx context.Context, ks []Kline, ois []OpenInterest) error {
+	return s.write(ctx, nil, ks, ois)
+}
+
+// ReplaceKlines deletes every candle of symbol at interval and writes ks and
+// ois, in one transaction. It is for repairing a series the store itself
+// wrote, such as a demo seed cut short by an older version; it never touches
+// another series or any open interest outside ois.
+func (s *Store) ReplaceKlines(ctx context.Context, symbol, interval string, ks []Kline, ois []OpenInterest) error {
+	for _, k := range ks {
+		if k.Symbol != symbol || k.Interval != interval {
+			return fmt.Errorf("replace klines %s %s: candle of %s %s", symbol, interval, k.Symbol, k.Interval)
+		}
+	}
+	return s.write(ctx, &[2]string{symbol, interval}, ks, ois)
+}
+
+// testHook, when set (by tests only), runs inside a write's transaction after
+// each step ("delete", "klines", "open_interest"); an error it returns fails
+// the write as a crash there would.
+var testHook func(step string) error
+
+func hook(step string) error {
+	if testHook == nil {
+		return nil
+	}
+	return testHook(step)
+}
+
+// write is the single transaction behind Upsert and ReplaceKlines.
+func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois []OpenInterest) error {
+	krows, ktouched, err := klineRows(ks)
+	if err != nil {
+		return fmt.Errorf("upsert klines: %w", err)
+	}
+	orows, otouched, err := oiRows(ois)
+	if err != nil {
+		return fmt.Errorf("upsert open interest: %w", err)
+	}
+	if replace == nil && len(krows) == 0 && len(orows) == 0 {
+		return nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	// Rollback after a commit is a no-op; after an interrupted statement it
+	// must still run, hence no ctx.
+	defer tx.Rollback()
+	if replace != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM klines WHERE symbol = ? AND interval = ?`, replace[0], replace[1]); err != nil {
+			return fmt.Errorf("replace klines %s %s: delete: %w", replace[0], replace[1], err)
+		}
+		if err := hook("delete"); err != nil {
+			return err
+		}
+	}
+	if len(krows) > 0 {
+		if err := bulkUpsert(ctx, conn, tx, "klines", krows); err != nil {
+			return fmt.Errorf("upsert %d klines: %w", len(ks), err)
+		}
+		if err := hook("klines"); err != nil {
+			return err
+		}
+	}
+	if len(orows) > 0 {
+		if err := bulkUpsert(ctx, conn, tx, "open_interest", orows); err != nil {
+			return fmt.Errorf("upsert %d open interest rows: %w", len(ois), err)
+		}
+		if err := hook("open_interest"); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit write: %w", err)
+	}
+	touched := ktouched
+	for sym, sp := range otouched {
+		cur := touched[sym]
+		touched[sym] = cur.widen(sp.Min).widen(sp.Max)
+	}
+	if replace != nil {
+		// The deleted candles' span is unknown here; an empty span would say
+		// nothing changed, so mark the whole series.
+		touched[replace[0]] = touched[replace[0]].widen(minTime).widen(maxTime)
+	}
+	s.changes.record(touched)
+	return nil
+}
+
+// klineRows validates ks and turns them into appender rows; a key twice in
+// one batch would make the merge fail, so the last one wins, as it would with
+// one upsert after another.
+func klineRows(ks []Kline) ([][]driver.Value, map[string]Span, error) {
+	touched := map[string]Span{}
+	rows := make([][]driver.Value, 0, len(ks))
+	at := make(map[string]int, len(ks))
+	for _, k := range ks {
+		if err := k.Validate(); err != nil {
+			return nil, nil, err
+		}
+		row := []driver.Value{k.Symbol, k.Interval, k.OpenTime.UTC(), k.Open, k.High, k.Low, k.Close, k.Volume}
+		key := k.Symbol + "\x00" + k.Interval + "\x00" + k.OpenTime.UTC().String()
+		if i, dup := at[key]; dup {
+			rows[i] = row
+			continue
+		}
+		at[key] = len(rows)
+		rows = append(rows, row)
+		touched[k.Symbol] = touched[k.Symbol].widen(k.OpenTime.UTC())
+	}
+	return rows, touched, nil
+}
+
+// oiRows is klineRows for open interest, keyed by (symbol, ts).
+func oiRows(ois []OpenInterest) ([][]driver.Value, map[string]Span, error) {
+	touched := map[string]Span{}
+	rows := make([][]driver.Value, 0, len(ois))
+	at := make(map[string]int, len(ois))
+	for _, o := range ois {
+		if err := o.Validate(); err != nil {
+			return nil, nil, err
+		}
+		row := []driver.Value{o.Symbol, o.TS.UTC(), o.OpenInterest, o.OpenInterestValue}
+		key := o.Symbol + "\x00" + o.TS.UTC().String()
+		if i, dup := at[key]; dup {
+			rows[i] = row
+			continue
+		}
+		at[key] = len(rows)
+		rows = append(rows, row)
+		touched[o.Symbol] = touched[o.Symbol].widen(o.TS.UTC())
+	}
+	return rows, touched, nil
+}
+
+// bulkUpsert stages rows in a temp table with DuckDB's appender (its bulk
+// path: row-by-row INSERTs manage a few hundred rows a second) and merges
+// them into table with one INSERT OR REPLACE, inside tx, which runs on conn.
+func bulkUpsert(ctx context.Context, conn *sql.Conn, tx *sql.Tx, table string, rows [][]driver.Value) error {
+	stage := "stage_" + table
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS SELECT * FROM %s LIMIT 0`, stage, table)); err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	err := appendTo(conn, stage, func(app *duckdb.Appender) error {
+		for _, r := range rows {
+			if err := app.AppendRow(r...); err != nil {
+				return fmt.Errorf("append row: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT OR REPLACE INTO %s SELECT * FROM temp.main.%s`, table, stage)); err != nil {
+		return fmt.Errorf("merge into %s: %w", table, err)
+	}
+	// Dropped inside the transaction, so a rollback leaves nothing behind either.
+	if _, err := tx.ExecContext(ctx, "DROP TABLE temp.main."+stage); err != nil {
+		return fmt.Errorf("drop staging table: %w", err)
+	}
+	return nil
+}
+
+// minTime and maxTime bound every time a series can hold.
+var (
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Klines returns every candle of symbol at interval, oldest first.
+func (s *Store) Klines(ctx context.Context, symbol, interval string) ([]Kline, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT open_time, open, high, low, close, volume FROM klines
+		WHERE symbol = ? AND interval = ? ORDER BY open_time`, symbol, interval)
+	if err != nil {
+		return nil, fmt.Errorf("klines %s %s: %w", symbol, interval, err)
+	}
+	defer rows.Close()
+	var out []Kline
+	for rows.Next() {
+		k := Kline{Symbol: symbol, Interval: interval}
+		if err := rows.Scan(&k.OpenTime, &k.Open, &k.High, &k.Low, &k.Close, &k.Volume); err != nil {
+			return nil, fmt.Errorf("klines %s %s: %w", symbol, interval, err)
+		}
+		k.OpenTime = k.OpenTime.UTC()
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("klines %s %s: %w", symbol, interval, err)
+	}
+	return out, nil
+}
