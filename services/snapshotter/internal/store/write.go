@@ -114,44 +114,41 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 // one batch would make the merge fail, so the last one wins, as it would with
 // one upsert after another.
 func klineRows(ks []Kline) ([][]driver.Value, map[string]Span, error) {
-	touched := map[string]Span{}
-	rows := make([][]driver.Value, 0, len(ks))
-	at := make(map[string]int, len(ks))
-	for _, k := range ks {
-		if err := k.Validate(); err != nil {
-			return nil, nil, err
-		}
-		row := []driver.Value{k.Symbol, k.Interval, k.OpenTime.UTC(), k.Open, k.High, k.Low, k.Close, k.Volume}
-		key := k.Symbol + "\x00" + k.Interval + "\x00" + k.OpenTime.UTC().String()
-		if i, dup := at[key]; dup {
-			rows[i] = row
-			continue
-		}
-		at[key] = len(rows)
-		rows = append(rows, row)
-		touched[k.Symbol] = touched[k.Symbol].widen(k.OpenTime.UTC())
-	}
-	return rows, touched, nil
+	return dedupRows(ks, func(k Kline) (string, string, time.Time, []driver.Value) {
+		at := k.OpenTime.UTC()
+		return k.Symbol, k.Interval + "\x00" + at.String(), at,
+			[]driver.Value{k.Symbol, k.Interval, at, k.Open, k.High, k.Low, k.Close, k.Volume}
+	})
 }
 
 // oiRows is klineRows for open interest, keyed by (symbol, ts).
 func oiRows(ois []OpenInterest) ([][]driver.Value, map[string]Span, error) {
+	return dedupRows(ois, func(o OpenInterest) (string, string, time.Time, []driver.Value) {
+		at := o.TS.UTC()
+		return o.Symbol, at.String(), at, []driver.Value{o.Symbol, at, o.OpenInterest, o.OpenInterestValue}
+	})
+}
+
+// dedupRows validates xs and turns them into rows, the last of equal keys
+// winning, with the span of times each symbol's rows cover. row gives an
+// item's symbol, its key within the symbol, its time and its row.
+func dedupRows[T interface{ Validate() error }](xs []T, row func(T) (sym, key string, at time.Time, r []driver.Value)) ([][]driver.Value, map[string]Span, error) {
 	touched := map[string]Span{}
-	rows := make([][]driver.Value, 0, len(ois))
-	at := make(map[string]int, len(ois))
-	for _, o := range ois {
-		if err := o.Validate(); err != nil {
+	rows := make([][]driver.Value, 0, len(xs))
+	index := make(map[string]int, len(xs))
+	for _, x := range xs {
+		if err := x.Validate(); err != nil {
 			return nil, nil, err
 		}
-		row := []driver.Value{o.Symbol, o.TS.UTC(), o.OpenInterest, o.OpenInterestValue}
-		key := o.Symbol + "\x00" + o.TS.UTC().String()
-		if i, dup := at[key]; dup {
-			rows[i] = row
+		sym, key, at, r := row(x)
+		key = sym + "\x00" + key
+		if i, dup := index[key]; dup {
+			rows[i] = r
 			continue
 		}
-		at[key] = len(rows)
-		rows = append(rows, row)
-		touched[o.Symbol] = touched[o.Symbol].widen(o.TS.UTC())
+		index[key] = len(rows)
+		rows = append(rows, r)
+		touched[sym] = touched[sym].widen(at)
 	}
 	return rows, touched, nil
 }
