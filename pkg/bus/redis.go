@@ -188,13 +188,16 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 		channels[i] = Channel(sym)
 		bySym[channels[i]] = sym
 	}
+	// ps is replaced after a half-open link (see below); psMu guards it
+	// against the closer.
+	var psMu sync.Mutex
 	ps := s.client.Subscribe(ctx, channels...)
-	defer ps.Close()
+	defer func() { psMu.Lock(); ps.Close(); psMu.Unlock() }()
 	// go-redis bounds its reads with deadlines, not the context, and one of
 	// them (its push-notification peek) has none: closing the subscription
 	// is what ends a read in progress, so a cancelled Run returns at once
 	// and a gateway exits right after its drain.
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	stop := context.AfterFunc(ctx, func() { psMu.Lock(); ps.Close(); psMu.Unlock() })
 	defer stop()
 	confirmed := map[string]bool{}
 	isUp, everUp := false, false
@@ -205,6 +208,10 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 		}
 	}
 	delay := 100 * time.Millisecond
+	// pinged is set while a ping sent on a silent subscription awaits its
+	// pong. The ping's write succeeds even on a half-open link (the kernel
+	// buffers it), so only the answer tells quiet from dead.
+	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, s.Health)
 		if err != nil {
@@ -213,11 +220,24 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet is fine (no frames yet); a ping tells quiet from dead.
-				if perr := ps.Ping(ctx); perr == nil {
-					continue
+				if !pinged {
+					// Quiet is fine (no frames yet); a ping tells quiet from dead.
+					if perr := ps.Ping(ctx); perr == nil {
+						pinged = true
+						continue
+					}
+				} else {
+					// No pong within a health interval: the link is half-open.
+					// go-redis keeps a connection that only times out, so
+					// subscribe afresh on a new one.
+					err = fmt.Errorf("no answer to a ping within %s (half-open link?): %w", s.Health, err)
+					psMu.Lock()
+					ps.Close()
+					ps = s.client.Subscribe(ctx, channels...)
+					psMu.Unlock()
 				}
 			}
+			pinged = false
 			if isUp {
 				s.log.Warn("redis subscription lost", "err", err)
 			}
@@ -231,6 +251,7 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 			delay = min(delay*2, 2*time.Second)
 			continue
 		}
+		pinged = false // anything read, a pong included, shows the link alive
 		delay = 100 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Subscription:
