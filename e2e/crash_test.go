@@ -1,17 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,93 +20,11 @@ var crashSymbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,DOGEUSDT,BNBUSDT,ADAUSDT,LIN
 
 const crashDays = 30
 
-// crashProc is a snapshotter the test kills with SIGKILL at will.
-type crashProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	logs []string
-}
-
-func startCrashProc(t *testing.T, db string) *crashProc {
+// startCrashProc starts a snapshotter seeding db, to be killed at will.
+func startCrashProc(t *testing.T, db string) *testenv.Proc {
 	t.Helper()
-	bin := filepath.Join(testenv.Binaries(t), "snapshotter")
-	p := &crashProc{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "--db", db, "--listen", "127.0.0.1:0", "--symbols", crashSymbols,
+	return testenv.Launch(t, "snapshotter", filepath.Dir(db), "--db", db, "--listen", "127.0.0.1:0", "--symbols", crashSymbols,
 		fmt.Sprintf("--demo.days=%d", crashDays), "--simulator.enabled=false", "--log_summary_interval=1h")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LIQSTREAM_") {
-			p.cmd.Env = append(p.cmd.Env, kv)
-		}
-	}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs = append(p.logs, sc.Text())
-			p.mu.Unlock()
-		}
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(p.kill)
-	return p
-}
-
-func (p *crashProc) kill() {
-	select {
-	case <-p.done:
-	default:
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func (p *crashProc) line(substr string) (string, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, l := range p.logs {
-		if strings.Contains(l, substr) {
-			return l, true
-		}
-	}
-	return "", false
-}
-
-func (p *crashProc) allLogs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.logs, "\n")
-}
-
-// waitLine polls the logs for substr until deadline.
-func (p *crashProc) waitLine(t *testing.T, substr string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if l, ok := p.line(substr); ok {
-			return l
-		}
-		select {
-		case <-p.done:
-			if l, ok := p.line(substr); ok {
-				return l
-			}
-			t.Fatalf("snapshotter exited before logging %q:\n%s", substr, p.allLogs())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("snapshotter did not log %q within %s:\n%s", substr, timeout, p.allLogs())
-	return ""
 }
 
 type storeCounts struct {
@@ -120,23 +34,23 @@ type storeCounts struct {
 
 // opened reads the row counts the snapshotter logs when it opens the store,
 // before it seeds anything: the state the previous run left.
-func (p *crashProc) opened(t *testing.T) storeCounts {
+func opened(t *testing.T, p *testenv.Proc) storeCounts {
 	t.Helper()
 	var c storeCounts
-	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"store opened"`, 60*time.Second)), &c); err != nil {
+	if err := json.Unmarshal([]byte(p.WaitLog(t, `"msg":"store opened"`, 60*time.Second)), &c); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
 // ready waits for the listening address and then /readyz 200.
-func (p *crashProc) ready(t *testing.T, timeout time.Duration) {
+func crashReady(t *testing.T, p *testenv.Proc, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var rec struct {
 		Addr string `json:"addr"`
 	}
-	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"listening"`, timeout)), &rec); err != nil {
+	if err := json.Unmarshal([]byte(p.WaitLog(t, `"msg":"listening"`, timeout)), &rec); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -148,7 +62,7 @@ func (p *crashProc) ready(t *testing.T, timeout time.Duration) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not 200 within %s (last %v):\n%s", timeout, err, p.allLogs())
+			t.Fatalf("/readyz not 200 within %s (last %v):\n%s", timeout, err, p.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -185,16 +99,16 @@ func TestCrashDuringDemoSeed(t *testing.T) {
 	// The reference: an uninterrupted seed, and how long it takes.
 	clean := startCrashProc(t, filepath.Join(dir, "clean", "store.duckdb"))
 	began := time.Now()
-	if c := clean.opened(t); c.Klines != 0 {
+	if c := opened(t, clean); c.Klines != 0 {
 		t.Fatalf("fresh store holds %+v", c)
 	}
-	clean.waitLine(t, `"msg":"listening"`, 5*time.Minute)
+	clean.WaitLog(t, `"msg":"listening"`, 5*time.Minute)
 	window := time.Since(began)
-	clean.ready(t, 2*time.Minute)
-	clean.kill()
+	crashReady(t, clean, 2*time.Minute)
+	clean.Kill()
 	ref := startCrashProc(t, filepath.Join(dir, "clean", "store.duckdb"))
-	want := ref.opened(t)
-	ref.kill()
+	want := opened(t, ref)
+	ref.Kill()
 	if want.Klines != nSymbols*n || want.OpenInterest != nSymbols*n {
 		t.Fatalf("clean seed wrote %+v, want %d of each", want, nSymbols*n)
 	}
@@ -220,23 +134,23 @@ func TestCrashDuringDemoSeed(t *testing.T) {
 			store = filepath.Join(dir, fmt.Sprintf("crash%d", stores), "store.duckdb")
 		}
 		p := startCrashProc(t, store)
-		c := p.opened(t)
+		c := opened(t, p)
 		checkSeedInvariant(t, run, c, n)
 		// Kill anywhere from the store opening to a little past a clean seed.
 		delay := time.Duration(rng.Int64N(int64(window * 11 / 10)))
 		time.Sleep(delay)
-		_, served := p.line(`"msg":"listening"`)
-		p.kill()
+		served := p.HasLine(`"msg":"listening"`)
+		p.Kill()
 		if !served {
 			inSeed++
 		} else {
 			// Seeded whole: the next kills go to a fresh store.
 			after := startCrashProc(t, store)
-			checkSeedInvariant(t, run, after.opened(t), n)
-			if got := after.opened(t); got != want {
+			checkSeedInvariant(t, run, opened(t, after), n)
+			if got := opened(t, after); got != want {
 				t.Fatalf("run %d: seeded store holds %+v, clean seed %+v", run, got, want)
 			}
-			after.kill()
+			after.Kill()
 			store = ""
 		}
 		t.Logf("run %d: store %d held %d/%d rows at start, killed after %s (seed done: %v)", run, stores, c.Klines, c.OpenInterest, delay.Round(time.Millisecond), served)
@@ -249,12 +163,12 @@ func TestCrashDuringDemoSeed(t *testing.T) {
 		return
 	}
 	final := startCrashProc(t, store)
-	checkSeedInvariant(t, run+1, final.opened(t), n)
-	final.ready(t, 5*time.Minute)
-	final.kill()
+	checkSeedInvariant(t, run+1, opened(t, final), n)
+	crashReady(t, final, 5*time.Minute)
+	final.Kill()
 	check := startCrashProc(t, store)
-	if got := check.opened(t); got != want {
+	if got := opened(t, check); got != want {
 		t.Fatalf("after the final run the store holds %+v, clean seed %+v", got, want)
 	}
-	check.ready(t, 2*time.Minute)
+	crashReady(t, check, 2*time.Minute)
 }

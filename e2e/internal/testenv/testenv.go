@@ -101,7 +101,28 @@ func StartWithFDLimit(t testing.TB, nofile int, name, dir string, args ...string
 	return start(t, name, dir, append(argv, args...))
 }
 
+// Launch runs binary name from Binaries with args in dir without waiting for
+// anything: for tests that kill it before it listens.
+func Launch(t testing.TB, name, dir string, args ...string) *Proc {
+	t.Helper()
+	return launch(t, name, dir, append([]string{filepath.Join(Binaries(t), name)}, args...))
+}
+
 func start(t testing.TB, name, dir string, argv []string) *Proc {
+	t.Helper()
+	p := launch(t, name, dir, argv)
+	line := p.WaitLog(t, `"msg":"listening"`, 60*time.Second)
+	var rec struct {
+		Addr string `json:"addr"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Addr == "" {
+		t.Fatalf("%s: cannot read address from %q: %v", name, line, err)
+	}
+	p.Addr = rec.Addr
+	return p
+}
+
+func launch(t testing.TB, name, dir string, argv []string) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, done: make(chan struct{}), grew: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
@@ -130,14 +151,6 @@ func start(t testing.TB, name, dir string, argv []string) *Proc {
 			t.Logf("%s logs:\n%s", name, p.Logs())
 		}
 	})
-	line := p.WaitLog(t, `"msg":"listening"`, 60*time.Second)
-	var rec struct {
-		Addr string `json:"addr"`
-	}
-	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Addr == "" {
-		t.Fatalf("%s: cannot read address from %q: %v", name, line, err)
-	}
-	p.Addr = rec.Addr
 	return p
 }
 
@@ -183,7 +196,7 @@ func (p *Proc) WaitLog(t testing.TB, substr string, timeout time.Duration) strin
 		case <-grew:
 		case <-p.done:
 			// Lines may have landed between the scan and the exit.
-			if p.hasLine(substr) {
+			if p.HasLine(substr) {
 				continue
 			}
 			t.Fatalf("%s exited (%v) before logging %q; logs:\n%s", p.Name, p.err, substr, p.Logs())
@@ -193,7 +206,8 @@ func (p *Proc) WaitLog(t testing.TB, substr string, timeout time.Duration) strin
 	}
 }
 
-func (p *Proc) hasLine(substr string) bool {
+// HasLine reports whether the process has logged a line containing substr.
+func (p *Proc) HasLine(substr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, l := range p.lines {
@@ -211,6 +225,12 @@ func (p *Proc) Signal(sig os.Signal) {
 	default:
 		p.cmd.Process.Signal(sig)
 	}
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (p *Proc) Kill() {
+	p.Signal(syscall.SIGKILL)
+	<-p.done
 }
 
 // Stop sends SIGINT (what Ctrl-C sends) and returns the exit error, failing
