@@ -23,7 +23,7 @@ const crashDays = 30
 // startCrashProc starts a snapshotter seeding db, to be killed at will.
 func startCrashProc(t *testing.T, db string) *testenv.Proc {
 	t.Helper()
-	return testenv.Launch(t, "snapshotter", filepath.Dir(db), "--db", db, "--listen", "127.0.0.1:0", "--symbols", crashSymbols,
+	return testenv.Launch(t, "snapshotter", "", "--db", db, "--listen", "127.0.0.1:0", "--symbols", crashSymbols,
 		fmt.Sprintf("--demo.days=%d", crashDays), "--simulator.enabled=false", "--log_summary_interval=1h")
 }
 
