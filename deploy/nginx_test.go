@@ -27,7 +27,8 @@ const nginxConfHeader = "# Generated from deploy/nginx/nginx.conf.tmpl for deplo
 func renderNginx(tmpl, listen, prefix string, servers []string) string {
 	var upstreams strings.Builder
 	for _, s := range servers {
-		fmt.Fprintf(&upstreams, "        server %s max_fails=1 fail_timeout=2s;\n", s)
+		// max_fails=0: see the template's upstream block.
+		fmt.Fprintf(&upstreams, "        server %s max_fails=0;\n", s)
 	}
 	r := strings.NewReplacer("{{LISTEN}}", listen, "{{PREFIX}}", prefix, "{{UPSTREAMS}}", upstreams.String())
 	return r.Replace(strings.TrimRight(tmpl, "\n")) + "\n"
@@ -75,8 +76,8 @@ func TestRenderNginxLikeFleet(t *testing.T) {
 	tmpl := "a {{LISTEN}} {{PREFIX}}/x;\nupstream u {\n{{UPSTREAMS}}    }\n\n\n"
 	got := renderNginx(tmpl, "127.0.0.1:8080", "/p", []string{"127.0.0.1:8091", "127.0.0.1:8092"})
 	want := "a 127.0.0.1:8080 /p/x;\nupstream u {\n" +
-		"        server 127.0.0.1:8091 max_fails=1 fail_timeout=2s;\n" +
-		"        server 127.0.0.1:8092 max_fails=1 fail_timeout=2s;\n" +
+		"        server 127.0.0.1:8091 max_fails=0;\n" +
+		"        server 127.0.0.1:8092 max_fails=0;\n" +
 		"    }\n"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)

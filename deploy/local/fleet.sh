@@ -87,7 +87,9 @@ start_gateway() { # index into GATEWAYS
 
 upstreams=""
 for addr in "${GATEWAYS[@]}"; do
-	upstreams+="        server $addr max_fails=1 fail_timeout=2s;"$'\n'
+	# max_fails=0: see the template's upstream block (a restarted gateway
+	# must get new clients again at once).
+	upstreams+="        server $addr max_fails=0;"$'\n'
 done
 tmpl=$(cat deploy/nginx/nginx.conf.tmpl)
 prefix=$(cd "$DIR/nginx" && pwd)

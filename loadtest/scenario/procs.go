@@ -159,7 +159,8 @@ func startNginx(ctx context.Context, bin, template, dir string, upstreams []stri
 	}
 	var ups strings.Builder
 	for _, u := range upstreams {
-		fmt.Fprintf(&ups, "        server %s max_fails=1 fail_timeout=2s;\n", u)
+		// max_fails=0, as deploy/local/fleet.sh renders it: see the template's upstream block.
+		fmt.Fprintf(&ups, "        server %s max_fails=0;\n", u)
 	}
 	conf := strings.NewReplacer("{{LISTEN}}", addr, "{{PREFIX}}", prefix, "{{UPSTREAMS}}", ups.String()).Replace(string(tmpl))
 	path := filepath.Join(prefix, "nginx.conf")

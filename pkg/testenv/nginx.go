@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +22,14 @@ type Nginx struct {
 	Dir  string
 
 	template string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	out      bytes.Buffer
+	bin      string
+	conf     string // the rendered config's path
+
+	// mu guards cmd, done and out, which Restart replaces.
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	out  *bytes.Buffer
 }
 
 // StartNginx renders template (text with {{LISTEN}}, {{PREFIX}} and
@@ -32,7 +38,7 @@ type Nginx struct {
 func StartNginx(t testing.TB, template string, upstreams []string) *Nginx {
 	t.Helper()
 	bin := Need(t, "nginx", "/usr/sbin/nginx")
-	n := &Nginx{Dir: t.TempDir(), done: make(chan struct{})}
+	n := &Nginx{Dir: t.TempDir(), bin: bin}
 	// nginx workers may run as an unprivileged user; they need to reach the prefix.
 	if err := os.Chmod(n.Dir, 0o777); err != nil {
 		t.Fatal(err)
@@ -40,30 +46,71 @@ func StartNginx(t testing.TB, template string, upstreams []string) *Nginx {
 	port := FreePort(t)
 	n.Addr = hostPort(port)
 	n.template = template
-	path := n.render(t, upstreams)
-	n.cmd = exec.Command(bin, "-p", n.Dir, "-c", path, "-g", "daemon off;")
-	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
-	// nginx forks workers that inherit the output pipes: kill the whole
-	// process group, or Wait blocks on a pipe a worker still holds.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	n.cmd.WaitDelay = 5 * time.Second
-	if err := n.cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	go func() { n.cmd.Wait(); close(n.done) }()
+	n.conf = n.render(t, upstreams)
+	n.launch(t)
 	t.Cleanup(func() {
-		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.done
+		n.Kill()
 		if t.Failed() {
 			logs, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", n.out.String(), logs)
+			n.mu.Lock()
+			out := n.out.String()
+			n.mu.Unlock()
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, logs)
 		}
 	})
-	if err := waitTCP(n.Addr, 10*time.Second, n.done); err != nil {
-		logs, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
-		t.Fatalf("nginx: %v\n%s\n%s", err, n.out.String(), logs)
-	}
+	n.await(t)
 	return n
+}
+
+// launch starts nginx in the foreground on the rendered config.
+func (n *Nginx) launch(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(n.bin, "-p", n.Dir, "-c", n.conf, "-g", "daemon off;")
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	// nginx forks workers that inherit the output pipes: kill the whole
+	// process group, or Wait blocks on a pipe a worker still holds.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	n.mu.Lock()
+	n.cmd, n.done, n.out = cmd, done, out
+	n.mu.Unlock()
+}
+
+// await waits until nginx accepts connections on Addr.
+func (n *Nginx) await(t testing.TB) {
+	t.Helper()
+	n.mu.Lock()
+	done, out := n.done, n.out
+	n.mu.Unlock()
+	if err := waitTCP(n.Addr, 10*time.Second, done); err != nil {
+		logs, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
+		t.Fatalf("nginx: %v\n%s\n%s", err, out.String(), logs)
+	}
+}
+
+// Kill sends SIGKILL to nginx's master and workers (a crash: every
+// connection through the edge drops at once) and waits until they are gone.
+func (n *Nginx) Kill() {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// Restart starts nginx again on the same address and config after Kill, and
+// returns once it accepts connections.
+func (n *Nginx) Restart(t testing.TB) {
+	t.Helper()
+	n.Kill()
+	n.launch(t)
+	n.await(t)
 }
 
 // render writes nginx.conf for upstreams and returns its path.
@@ -71,7 +118,9 @@ func (n *Nginx) render(t testing.TB, upstreams []string) string {
 	t.Helper()
 	var ups strings.Builder
 	for _, u := range upstreams {
-		fmt.Fprintf(&ups, "        server %s max_fails=1 fail_timeout=2s;\n", u)
+		// max_fails=0, as deploy/local/fleet.sh renders it: see the upstream
+		// block of deploy/nginx/nginx.conf.tmpl.
+		fmt.Fprintf(&ups, "        server %s max_fails=0;\n", u)
 	}
 	conf := strings.NewReplacer("{{LISTEN}}", n.Addr, "{{PREFIX}}", n.Dir, "{{UPSTREAMS}}", ups.String()).Replace(n.template)
 	path := filepath.Join(n.Dir, "nginx.conf")
@@ -91,7 +140,10 @@ func (n *Nginx) SetUpstreams(t testing.TB, upstreams []string) {
 		t.Fatal("nginx: no worker processes found")
 	}
 	n.render(t, upstreams)
-	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatalf("nginx reload: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -115,7 +167,9 @@ func (n *Nginx) SetUpstreams(t testing.TB, upstreams []string) {
 
 // workers lists the master's child processes.
 func (n *Nginx) workers() []string {
+	n.mu.Lock()
 	pid := strconv.Itoa(n.cmd.Process.Pid)
+	n.mu.Unlock()
 	b, _ := os.ReadFile(filepath.Join("/proc", pid, "task", pid, "children"))
 	return strings.Fields(string(b))
 }

@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pkgenv "github.com/liqstream/liqstream/pkg/testenv"
 )
@@ -19,6 +21,7 @@ type Fleet struct {
 
 	gatewayArgs []string
 	spare       int // gateways StartSpare may still add
+	snapArgs    []string
 }
 
 // FleetOptions shape StartFleetWith.
@@ -45,11 +48,9 @@ func StartFleetWith(t testing.TB, o FleetOptions) *Fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &Fleet{Dir: t.TempDir(), gatewayArgs: o.GatewayArgs}
+	f := &Fleet{Dir: t.TempDir(), gatewayArgs: o.GatewayArgs, snapArgs: o.SnapshotterArgs}
 	f.Redis = pkgenv.StartRedis(t)
-	f.Snapshotter = Start(t, "snapshotter", f.Dir, append([]string{
-		"--listen=127.0.0.1:0", "--db=" + filepath.Join(f.Dir, "liqstream.duckdb"), "--redis_url=" + f.Redis.URL,
-	}, o.SnapshotterArgs...)...)
+	f.Snapshotter = f.startSnapshotter(t, "127.0.0.1:0")
 	var ups []string
 	for i := 0; i < o.Gateways; i++ {
 		g := f.StartGateway(t)
@@ -61,15 +62,54 @@ func StartFleetWith(t testing.TB, o FleetOptions) *Fleet {
 	return f
 }
 
+// DB is the snapshotter's DuckDB file.
+func (f *Fleet) DB() string { return filepath.Join(f.Dir, "liqstream.duckdb") }
+
+func (f *Fleet) startSnapshotter(t testing.TB, listen string) *Proc {
+	t.Helper()
+	return Start(t, "snapshotter", f.Dir, append([]string{
+		"--listen=" + listen, "--db=" + f.DB(), "--redis_url=" + f.Redis.URL,
+	}, f.snapArgs...)...)
+}
+
+// RestartSnapshotter kills the snapshotter with SIGKILL (a crash: no
+// shutdown, the DuckDB file left as the kill found it) if it still runs,
+// waits down, then starts it again on the same file and address, so the
+// gateways' --snapshotter_url reaches it again, and returns once it listens.
+func (f *Fleet) RestartSnapshotter(t testing.TB, down time.Duration) *Proc {
+	t.Helper()
+	f.Snapshotter.Kill()
+	time.Sleep(down) // the outage itself, not a synchronisation
+	f.Snapshotter = f.startSnapshotter(t, f.Snapshotter.Addr)
+	return f.Snapshotter
+}
+
 // StartGateway starts one more gateway wired to the fleet's Redis and snapshotter.
 func (f *Fleet) StartGateway(t testing.TB, extra ...string) *Proc {
 	t.Helper()
+	return f.startGateway(t, "127.0.0.1:0", extra...)
+}
+
+func (f *Fleet) startGateway(t testing.TB, listen string, extra ...string) *Proc {
+	t.Helper()
 	args := []string{
-		"--listen=127.0.0.1:0", "--snapshotter_url=http://" + f.Snapshotter.Addr, "--redis_url=" + f.Redis.URL,
+		"--listen=" + listen, "--snapshotter_url=http://" + f.Snapshotter.Addr, "--redis_url=" + f.Redis.URL,
 		"--ws.trusted_proxies=127.0.0.0/8", "--log_level=debug",
 	}
 	args = append(append(args, f.gatewayArgs...), extra...)
 	return Start(t, "gateway", f.Dir, args...)
+}
+
+// RestartGateway starts gateway i again on the address it had, which nginx
+// still lists, after it was killed (it is killed with SIGKILL first if it
+// still runs), and returns once it listens. Its instance name (host:pid by
+// default) is new.
+func (f *Fleet) RestartGateway(t testing.TB, i int) *Proc {
+	t.Helper()
+	old := f.Gateways[i]
+	old.Kill()
+	f.Gateways[i] = f.startGateway(t, old.Addr)
+	return f.Gateways[i]
 }
 
 // StartSpare starts one more gateway and reloads nginx with it among the
@@ -88,6 +128,20 @@ func (f *Fleet) StartSpare(t testing.TB) *Proc {
 	}
 	f.Nginx.SetUpstreams(t, ups)
 	return g
+}
+
+// GatewayInstance is gateway i's instance name, the X-Liqstream-Gateway
+// header a client connected to it reads (from its "listening" log line).
+func (f *Fleet) GatewayInstance(t testing.TB, i int) string {
+	t.Helper()
+	line := f.Gateways[i].WaitLog(t, `"msg":"listening"`, time.Second)
+	var rec struct {
+		Instance string `json:"instance"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Instance == "" {
+		t.Fatalf("%s: no instance in %q: %v", f.Gateways[i].Name, line, err)
+	}
+	return rec.Instance
 }
 
 // EdgeURL is the WebSocket URL through nginx.

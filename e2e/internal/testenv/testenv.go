@@ -206,6 +206,24 @@ func (p *Proc) WaitLog(t testing.TB, substr string, timeout time.Duration) strin
 	}
 }
 
+// RSS is the process's resident set size, from /proc (Linux).
+func (p *Proc) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("rss of %s: %w", p.Name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb); err != nil {
+				return 0, fmt.Errorf("rss of %s: %q: %w", p.Name, line, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("rss of %s: no VmRSS line", p.Name)
+}
+
 // HasLine reports whether the process has logged a line containing substr.
 func (p *Proc) HasLine(substr string) bool {
 	p.mu.Lock()

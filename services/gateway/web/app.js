@@ -269,7 +269,13 @@ async function loadHistory({ refresh = false } = {}) {
     const res = await fetch(`liquidations/heatmap-timeseries?${q}`);
     const body = await res.json().catch(() => ({}));
     if (token !== state.loadToken) return;
-    if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+    if (!res.ok) {
+      const err = new Error(body.error || `HTTP ${res.status}`);
+      // 503 (the snapshotter's history workers are busy) and 429 (this
+      // address is over the API rate) say when to come back.
+      err.retryAfter = Number(res.headers.get("Retry-After")) || 0;
+      throw err;
+    }
     const bin = (body.meta && body.meta.price_bin_size) || state.bin || 0;
     const cols = (body.data || []).map((e) => ({ t: Date.parse(e.timestamp), bin, levels: e.levels || [], candle: e.candle, live: false }));
     // Keep the live column: the history ends at the last closed candle.
@@ -282,7 +288,9 @@ async function loadHistory({ refresh = false } = {}) {
     if (token !== state.loadToken) return;
     setHistory("error");
     showError("", `history unavailable: ${err.message}`, true);
-    state.refreshTimer = setTimeout(() => loadHistory({ refresh: true }), 10000 + Math.random() * 5000);
+    // Jittered, so pages refused together do not all come back together.
+    const wait = err.retryAfter > 0 ? err.retryAfter * 1000 * (1 + Math.random() / 2) : 10000 + Math.random() * 5000;
+    state.refreshTimer = setTimeout(() => loadHistory({ refresh: true }), wait);
   }
   if (state.latest && state.latest.symbol === sym) applyLive(state.latest);
   updateHeader();

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -28,6 +29,7 @@ import (
 	"github.com/liqstream/liqstream/services/gateway/internal/conf"
 	"github.com/liqstream/liqstream/services/gateway/internal/hub"
 	"github.com/liqstream/liqstream/services/gateway/internal/metrics"
+	"github.com/liqstream/liqstream/services/gateway/internal/ratelimit"
 	"github.com/liqstream/liqstream/services/gateway/internal/rebalance"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 	"github.com/liqstream/liqstream/services/gateway/web"
@@ -45,6 +47,7 @@ type Gateway struct {
 	failover *bus.Failover
 	order    *bus.Ordered          // without Redis: one frame source, restarted per symbol list
 	rebal    *rebalance.Rebalancer // nil unless rebalance.enabled
+	limit    *ratelimit.Limiter    // nil when api.rate_per_address is 0
 	draining atomic.Bool
 }
 
@@ -82,6 +85,13 @@ func New(cfg conf.Config, log *slog.Logger) (*Gateway, error) {
 				func() float64 { return float64(g.redis.Reconnects.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_fallback_switches_total", Help: "Times the gateway fell back to HTTP."},
 				func() float64 { return float64(g.failover.Switches.Load()) }),
+		)
+	}
+	if cfg.API.RatePerAddress > 0 {
+		g.limit = ratelimit.New(cfg.API.RatePerAddress, cfg.API.Burst, time.Now)
+		m.Registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gateway_api_rate_limited_total", Help: "API requests answered 429 because their client address was over api.rate_per_address."},
+				func() float64 { return float64(g.limit.Refused.Load()) }),
 		)
 	}
 	if cfg.Rebalance.Enabled {
@@ -289,7 +299,22 @@ func (g *Gateway) publish(f bus.Frame) {
 // Routes is the gateway's HTTP surface.
 func (g *Gateway) Routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /", http.FileServerFS(web.FS))
+	// Compressed when the client accepts it: the page's script and the
+	// API's JSON shrink five to ten times. The WebSocket has its own
+	// (permessage-deflate) and /metrics negotiates its own.
+	gz, err := gzhttp.NewWrapper(gzhttp.MinSize(1024))
+	if err != nil {
+		panic(fmt.Sprintf("gzip wrapper: %v", err)) // only bad options fail
+	}
+	// The API is rate-limited per client address before anything is
+	// compressed or relayed.
+	api := func(h http.Handler) http.Handler {
+		if g.limit == nil {
+			return gz(h)
+		}
+		return g.limit.Handler(g.ws.ClientIP, gz(h))
+	}
+	mux.Handle("GET /", gz(http.FileServerFS(web.FS)))
 	if g.cfg.WSEnabled {
 		mux.Handle("GET /ws/heatmap", g.ws)
 	} else {
@@ -301,17 +326,17 @@ func (g *Gateway) Routes() http.Handler {
 		writeJSON(w, http.StatusOK, g.ws.Stats())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/v1/snapshot/{symbol}", g.snapshot)
+	mux.Handle("GET /api/v1/snapshot/{symbol}", api(http.HandlerFunc(g.snapshot)))
 	// History, the model's inputs and the gaps in them (/data/gaps, which
 	// the page shows instead of an empty map) are the snapshotter's data;
 	// the gateway relays.
 	proxy := historyProxy(g.cfg.SnapshotterURL)
 	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range", "/data/gaps"} {
-		mux.Handle("GET "+path, proxy)
+		mux.Handle("GET "+path, api(proxy))
 	}
-	mux.HandleFunc("GET /api/v1/symbols", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /api/v1/symbols", api(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string][]string{"symbols": g.hub.Symbols()})
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -129,3 +129,88 @@ func TestDataGapsAreProxiedToTheSnapshotter(t *testing.T) {
 		t.Fatalf("GET /data/gaps: %d %q", code, body)
 	}
 }
+
+func TestAPIIsRateLimitedPerClientAddress(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "{}")
+	}))
+	t.Cleanup(up.Close)
+	cfg := conf.Default()
+	cfg.SnapshotterURL = up.URL
+	cfg.API.RatePerAddress, cfg.API.Burst = 0.1, 2
+	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Routes())
+	t.Cleanup(srv.Close)
+
+	for i, path := range []string{"/api/v1/symbols", "/data/gaps?symbol=BTCUSDT"} {
+		if code, body := get(t, srv.URL+path); code != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i, code, body)
+		}
+	}
+	// Every API path shares the client's bucket.
+	for _, path := range []string{"/liquidations/heatmap-timeseries?symbol=BTCUSDT", "/api/v1/snapshot/BTCUSDT", "/prices/klines"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "10" || !strings.Contains(string(b), "too many requests from 127.0.0.1") {
+			t.Fatalf("%s past the burst: %d Retry-After %q %s", path, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
+	}
+	// The page, probes and the socket are not the API: never limited.
+	for _, path := range []string{"/", "/liqstream.js", "/healthz", "/readyz", "/metrics"} {
+		if code, body := get(t, srv.URL+path); code == http.StatusTooManyRequests {
+			t.Fatalf("%s was rate-limited: %s", path, body)
+		}
+	}
+	if _, body := get(t, srv.URL+"/metrics"); !strings.Contains(body, "gateway_api_rate_limited_total 3") {
+		t.Fatalf("metrics lack gateway_api_rate_limited_total 3")
+	}
+}
+
+func TestResponsesAreCompressedOnce(t *testing.T) {
+	// The snapshotter compresses history itself; the gateway must relay
+	// that body as it is, not compress it again.
+	pre := []byte("\x1f\x8b pretend gzip")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") != "gzip" {
+			t.Errorf("the snapshotter was asked with Accept-Encoding %q, want the client's", r.Header.Get("Accept-Encoding"))
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(pre, strings.Repeat(" ", 4096)...))
+	}))
+	t.Cleanup(up.Close)
+	_, srv := serverWith(t, true, up.URL)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(path, enc string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, plain := fetch("/liqstream.js", "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || len(plain) < 4096 {
+		t.Fatalf("plain page script: %d %v, %d bytes", resp.StatusCode, resp.Header, len(plain))
+	}
+	resp, zipped := fetch("/liqstream.js", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" || len(zipped)*3 > len(plain) {
+		t.Fatalf("gzip page script: %v, %d bytes for %d plain", resp.Header, len(zipped), len(plain))
+	}
+	resp, relayed := fetch("/liquidations/heatmap-timeseries?symbol=BTCUSDT", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(string(relayed), string(pre)) {
+		t.Fatalf("relayed history: %v %.40q, want the snapshotter's body untouched", resp.Header, relayed)
+	}
+}

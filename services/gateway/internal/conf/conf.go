@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/bus"
+	"github.com/liqstream/liqstream/services/gateway/internal/ratelimit"
 	"github.com/liqstream/liqstream/services/gateway/internal/rebalance"
 	"github.com/liqstream/liqstream/services/gateway/internal/ws"
 )
@@ -28,6 +29,7 @@ type Config struct {
 	DebugListen    string           `mapstructure:"debug_listen" desc:"serve net/http/pprof on this host:port (e.g. 127.0.0.1:6060), apart from listen; empty = off. Never expose it publicly"`
 	WS             ws.Config        `mapstructure:"ws"`
 	Rebalance      rebalance.Config `mapstructure:"rebalance"`
+	API            ratelimit.Config `mapstructure:"api"`
 }
 
 // Default listens on every interface, as a container must; the snapshotter is
@@ -43,6 +45,7 @@ func Default() Config {
 		SymbolsRefresh: 15 * time.Second,
 		WS:             ws.DefaultConfig(),
 		Rebalance:      rebalance.DefaultConfig(),
+		API:            ratelimit.DefaultConfig(),
 	}
 }
 
@@ -75,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rebalance.Enabled && c.RedisURL == "" {
 		return fmt.Errorf("rebalance.enabled: the gateways share their connection counts through Redis; set redis_url too")
+	}
+	if err := c.API.Validate(); err != nil {
+		return err
 	}
 	if err := c.Rebalance.Validate(); err != nil {
 		return err

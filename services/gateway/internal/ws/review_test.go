@@ -131,8 +131,8 @@ func TestReview3ClientAddressBehindProxies(t *testing.T) {
 			if tc.realIP != "" {
 				r.Header.Set("X-Real-IP", tc.realIP)
 			}
-			if got := f.srv.clientIP(r); got != tc.want {
-				t.Fatalf("clientIP = %q, want %q", got, tc.want)
+			if got := f.srv.ClientIP(r); got != tc.want {
+				t.Fatalf("ClientIP = %q, want %q", got, tc.want)
 			}
 		})
 	}

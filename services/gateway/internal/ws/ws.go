@@ -335,7 +335,7 @@ const (
 
 // ServeHTTP admits or refuses the upgrade, then reads the connection until it closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ip := s.clientIP(r)
+	ip := s.ClientIP(r)
 	if !s.originAllowed(r) {
 		s.refuse(w, ip, http.StatusForbidden, "refused_origin", fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
@@ -523,14 +523,14 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return s.origins[strings.ToLower(strings.TrimRight(o, "/"))]
 }
 
-// clientIP is the address connection caps count against: the peer, or, when
+// ClientIP is the address connection caps and API rates count against: the peer, or, when
 // the peer is a trusted proxy, the address X-Forwarded-For names. The chain
 // is walked from the right, skipping trusted proxies, because only the
 // entries our own proxies appended can be believed; the leftmost ones are
 // whatever the client sent. X-Real-IP is ignored: behind a proxy that only
 // appends X-Forwarded-For a client could set it to anything. The result is a
 // canonical address, so a port or junk never makes a key of its own.
-func (s *Server) clientIP(r *http.Request) string {
+func (s *Server) ClientIP(r *http.Request) string {
 	peer, ok := parseHostAddr(r.RemoteAddr)
 	if !ok {
 		return r.RemoteAddr // not TCP (a test's pipe); nothing to trust

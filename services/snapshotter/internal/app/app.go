@@ -32,7 +32,7 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DB, cfg.StoreOptions()...)
+	st, err := store.Open(ctx, cfg.DB, append(cfg.StoreOptions(), store.WithLogger(log))...)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,10 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		Symbols: cfg.Symbols, Params: params, Weights: cfg.Heatmap.LeverageWeights,
 		Window: cfg.History.DefaultWindow, Interval: cfg.History.DefaultInterval, MaxSnapshots: cfg.History.MaxSnapshots,
 		Warmup: cfg.Snapshot.Lookback, CacheBytes: int64(cfg.History.CacheMB) << 20, ComputeTimeout: cfg.History.ComputeTimeout,
+		Workers: cfg.History.Workers, Queue: cfg.History.Queue,
 	}, time.Now, log)
+
+	metrics.watchHistory(hist)
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Binance.Enabled {
@@ -107,6 +110,18 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		g.Go(func() error { return redisPub.Run(gctx) })
 	}
 	g.Go(func() error { return loop.Run(gctx) })
+	g.Go(func() error {
+		// An invalidated DuckDB refuses every query until the file is opened
+		// again, which only a new process can do: stop, loudly, so the
+		// supervisor restarts the snapshotter rather than it serving stale
+		// frames forever.
+		select {
+		case <-gctx.Done():
+			return nil
+		case <-st.Invalidated():
+			return st.InvalidatedErr()
+		}
+	})
 	g.Go(func() error {
 		gaps.run(gctx, gapCheckEvery)
 		return nil

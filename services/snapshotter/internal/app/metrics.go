@@ -99,14 +99,26 @@ var (
 var ingestErrorKinds = []string{ingest.ErrRateLimited, ingest.ErrBanned, ingest.ErrForbidden, ingest.ErrServer,
 	ingest.ErrClient, ingest.ErrNetwork, ingest.ErrDecode, ingest.ErrStore}
 
-var descStoreRows = prometheus.NewDesc("store_rows", "Rows in the DuckDB store.", []string{"table"}, nil)
+var (
+	descStoreRows        = prometheus.NewDesc("store_rows", "Rows in the DuckDB store.", []string{"table"}, nil)
+	descStoreWriteErrors = prometheus.NewDesc("store_write_errors_total",
+		"Failed write attempts to the DuckDB store (a full disk, an I/O error), retried ones included, by op.", []string{"op"}, nil)
+)
 
-// storeCollector counts the store's rows at scrape time.
+// storeCollector counts the store's rows and failed writes at scrape time.
 type storeCollector struct{ st *store.Store }
 
-func (c storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descStoreRows }
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStoreRows
+	ch <- descStoreWriteErrors
+}
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	// Every op from the start, at 0, and before the row count: when writes
+	// fail the count may fail too, and the errors must still be exported.
+	for _, op := range store.WriteOps {
+		ch <- prometheus.MustNewConstMetric(descStoreWriteErrors, prometheus.CounterValue, float64(c.st.WriteErrors(op)), op)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	n, err := c.st.Count(ctx)

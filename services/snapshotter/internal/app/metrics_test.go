@@ -36,6 +36,13 @@ func TestMetricsExposeBuildInfo(t *testing.T) {
 	if !strings.Contains(string(body), `store_rows{table="klines"} 0`) {
 		t.Errorf("/metrics lacks the store rows:\n%s", body)
 	}
+	// Failed writes are exported per op from the start, so a rate sees the
+	// first one.
+	for _, op := range []string{"upsert", "replace"} {
+		if want := `store_write_errors_total{op="` + op + `"} 0`; !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func scrape(t *testing.T, m *metrics) string {

@@ -69,7 +69,9 @@ type History struct {
 	DefaultInterval string        `mapstructure:"default_interval" desc:"interval when a request gives none (5m ... 1d)"`
 	MaxSnapshots    int           `mapstructure:"max_snapshots" desc:"most snapshots one response may carry"`
 	CacheMB         int           `mapstructure:"cache_mb" desc:"MiB all cached responses may hold together; a response over an eighth of it is not cached"`
-	ComputeTimeout  time.Duration `mapstructure:"compute_timeout" desc:"longest one history computation may run (it is shared by every request asking the same, so no single caller's hang-up ends it)"`
+	ComputeTimeout  time.Duration `mapstructure:"compute_timeout" desc:"longest one history computation may run, its wait for a worker included (it is shared by every request asking the same, so no single caller's hang-up ends it)"`
+	Workers         int           `mapstructure:"workers" desc:"history computations run at once; keep it below the cores, which the live snapshot loop needs first"`
+	Queue           int           `mapstructure:"queue" desc:"distinct history computations that may wait for a worker; more are refused with 503 and Retry-After"`
 }
 
 // Demo seeds an empty store.
@@ -97,7 +99,8 @@ func Default() Config {
 		Heatmap: Heatmap{LeverageWeights: heatmap.DefaultWeights, MMR: heatmap.DefaultMMR, BinSize: heatmap.DefaultBinSize, BinSizes: "ETHUSDT:10",
 			Model: string(heatmap.ModelClassic), LongShare: heatmap.DefaultLongShare, PositionNotional: heatmap.DefaultPositionNotional,
 			OIGap: string(heatmap.OIGapReset)},
-		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000, CacheMB: 256, ComputeTimeout: 2 * time.Minute},
+		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000, CacheMB: 256, ComputeTimeout: 2 * time.Minute,
+			Workers: history.DefaultWorkers, Queue: history.DefaultQueue},
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
 		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour},
@@ -177,6 +180,12 @@ func (c *Config) Validate() error {
 	}
 	if c.History.CacheMB < 1 || c.History.CacheMB > 1<<16 {
 		return fmt.Errorf("history.cache_mb: must be between 1 and 65536, got %d", c.History.CacheMB)
+	}
+	if c.History.Workers < 1 || c.History.Workers > 64 {
+		return fmt.Errorf("history.workers: must be between 1 and 64, got %d", c.History.Workers)
+	}
+	if c.History.Queue < 1 || c.History.Queue > 10000 {
+		return fmt.Errorf("history.queue: must be between 1 and 10000, got %d", c.History.Queue)
 	}
 	if c.History.ComputeTimeout < time.Second || c.History.ComputeTimeout > time.Hour {
 		return fmt.Errorf("history.compute_timeout: must be between 1s and 1h, got %s", c.History.ComputeTimeout)

@@ -1,16 +1,22 @@
 package history
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"golang.org/x/sync/singleflight"
 
@@ -101,7 +107,7 @@ const (
 
 type cached struct {
 	key     string
-	body    []byte
+	body    []byte // gzip
 	version uint64
 }
 
@@ -120,6 +126,7 @@ type Handler struct {
 	timeout          time.Duration
 
 	group singleflight.Group
+	gate  *gate
 
 	mu    sync.Mutex
 	lru   *list.List // of *cached, most recently used first
@@ -135,7 +142,8 @@ type Handler struct {
 func New(st Store, d Defaults, now func() time.Time, log *slog.Logger) *Handler {
 	h := &Handler{store: st, defaults: d, now: now, log: log,
 		budget: d.CacheBytes, entryCap: d.CacheEntryBytes, timeout: d.ComputeTimeout,
-		lru: list.New(), cache: map[string]*list.Element{}}
+		gate: newGate(d.Workers, d.Queue, now),
+		lru:  list.New(), cache: map[string]*list.Element{}}
 	if h.budget <= 0 {
 		h.budget = DefaultCacheBytes
 	}
@@ -147,6 +155,10 @@ func New(st Store, d Defaults, now func() time.Time, log *slog.Logger) *Handler 
 	}
 	return h
 }
+
+// Stats is the admission state: computations running, waiting, and refused
+// so far.
+func (h *Handler) Stats() GateStats { return h.gate.stats() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseQuery(r.URL.Query(), h.defaults, h.now())
@@ -161,29 +173,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, hit, err := h.Get(r.Context(), q)
 	if err != nil {
-		if r.Context().Err() != nil {
+		var busy *BusyError
+		switch {
+		case r.Context().Err() != nil:
 			// The client left; nobody reads an answer, and it is no server fault.
 			h.log.Debug("heatmap timeseries caller left", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
-			return
+		case errors.As(err, &busy):
+			w.Header().Set("Retry-After", strconv.Itoa(busy.RetryAfterSeconds()))
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			h.log.Error("heatmap timeseries failed", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
+			writeError(w, http.StatusInternalServerError, "computing the heatmap time series failed: "+err.Error())
 		}
-		h.log.Error("heatmap timeseries failed", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
-		writeError(w, http.StatusInternalServerError, "computing the heatmap time series failed: "+err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Vary", "Accept-Encoding")
 	if hit {
 		w.Header().Set("X-Cache", "hit")
 	} else {
 		w.Header().Set("X-Cache", "miss")
 	}
-	w.Write(body)
+	if AcceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+		return
+	}
+	// Inflated as it is written: the plain body (ten times the stored one)
+	// never sits in memory whole.
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err == nil {
+		_, err = io.Copy(w, zr)
+	}
+	if err != nil && r.Context().Err() == nil {
+		h.log.Error("heatmap timeseries write failed", logging.KeySymbol, q.Symbol, logging.KeyErr, err)
+	}
 }
 
-// Get returns the encoded response of q and whether it came from the cache.
-// A cached body stays valid until a write touches its window. Callers of the
-// same query share one computation, which runs detached from all of them: a
-// caller whose ctx ends leaves with ctx's error, and the others, and the
-// cache, still get the result.
+// AcceptsGzip reports whether r's Accept-Encoding allows gzip (q above 0).
+func AcceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if name = strings.TrimSpace(name); name != "gzip" && name != "*" {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			if qv, ok := strings.CutPrefix(q, "q="); ok {
+				if f, err := strconv.ParseFloat(qv, 64); err != nil || f <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns the gzip-encoded response of q and whether it came from the
+// cache. A cached body stays valid until a write touches its window. Callers
+// of the same query share one computation, which runs detached from all of
+// them: a caller whose ctx ends leaves with ctx's error, and the others, and
+// the cache, still get the result. A new computation past the workers and
+// queue is refused with a *BusyError.
 func (h *Handler) Get(ctx context.Context, q Query) ([]byte, bool, error) {
 	key := q.Key()
 	if body, ok := h.lookup(key, q); ok {
@@ -197,8 +250,15 @@ func (h *Handler) Get(ctx context.Context, q Query) ([]byte, bool, error) {
 				err = fmt.Errorf("heatmap time series %s panicked: %v", q.Symbol, p)
 			}
 		}()
+		// The timeout covers the wait for a worker too: a queued request
+		// nobody will read in two minutes is not worth a worker.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
 		defer cancel()
+		release, err := h.gate.enter(cctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		// Read the version before the data: a write landing in between makes
 		// the entry look stale, never fresh.
 		version := h.store.Version(q.Symbol)
@@ -278,6 +338,14 @@ func (h *Handler) remove(e *list.Element) {
 	h.bytes -= c.size()
 }
 
+// ctxEvery is how many candles are replayed between looks at ctx: often
+// enough that a timeout ends a long replay within milliseconds.
+const ctxEvery = 256
+
+// compute replays q's window and encodes the response gzip-compressed as it
+// goes, one entry at a time: a computation holds the engine, the candles and
+// the compressed body, never every snapshot nor the plain JSON, which for a
+// week of 5m candles is tens of MB per request.
 func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {
 	candles, err := h.store.Candles(ctx, q.Symbol, q.Interval, q.Warm, q.End)
 	if err != nil {
@@ -287,56 +355,82 @@ func (h *Handler) compute(ctx context.Context, q Query) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
 	}
-	snaps := make([]heatmap.Snapshot, 0, len(candles))
-	for _, c := range candles {
+	var buf bytes.Buffer
+	// BestSpeed: the body is compressed once and cached; the replay, not
+	// the compressor, should be what a computation's time goes to. It still
+	// shrinks the JSON about tenfold.
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	enc := json.NewEncoder(zw)
+	meta := Meta{
+		Symbol: q.Symbol, StartTime: protocol.FormatTime(q.Start), EndTime: protocol.FormatTime(q.End),
+		Interval: q.Interval, PriceBinSize: q.Params.BinSize,
+		LeverageWeights: q.Weights, Model: string(q.Params.Model),
+	}
+	io.WriteString(zw, `{"data":[`)
+	lo, hi := math.Inf(1), math.Inf(-1)
+	levels := make([]Level, 0, 512)
+	var last heatmap.Snapshot
+	for i, c := range candles {
+		if i%ctxEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
+			}
+		}
 		// Warm-up candles only build positions; snapshots begin at Start.
 		if c.OpenTime.Before(q.Start) {
-			_, err = eng.ApplyNoLevels(c)
-		} else {
-			var s heatmap.Snapshot
-			s, err = eng.Apply(c)
-			snaps = append(snaps, s)
+			if _, err := eng.ApplyNoLevels(c); err != nil {
+				return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
+			}
+			continue
 		}
+		s, err := eng.Apply(c)
 		if err != nil {
 			return nil, fmt.Errorf("replay %s: %w", q.Symbol, err)
 		}
-	}
-	resp := Response{Data: make([]Entry, len(snaps)), Meta: Meta{
-		Symbol: q.Symbol, StartTime: protocol.FormatTime(q.Start), EndTime: protocol.FormatTime(q.End),
-		Interval: q.Interval, TotalSnapshots: len(snaps), PriceBinSize: q.Params.BinSize,
-		LeverageWeights: q.Weights, Model: string(q.Params.Model),
-	}}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for i, s := range snaps {
-		levels := make([]Level, len(s.Levels))
-		for j, l := range s.Levels {
-			levels[j] = Level{Price: l.Price, LongDensity: l.LongDensity, ShortDensity: l.ShortDensity}
+		levels = levels[:0]
+		for _, l := range s.Levels {
+			levels = append(levels, Level{Price: l.Price, LongDensity: l.LongDensity, ShortDensity: l.ShortDensity})
 		}
 		if n := len(levels); n > 0 {
 			lo, hi = math.Min(lo, levels[0].Price), math.Max(hi, levels[n-1].Price+q.Params.BinSize)
 		}
-		c := s.Candle
-		lo, hi = math.Min(lo, c.Low), math.Max(hi, c.High)
-		resp.Data[i] = Entry{
-			Timestamp: protocol.FormatTime(c.OpenTime), Symbol: q.Symbol, Levels: levels,
+		sc := s.Candle
+		lo, hi = math.Min(lo, sc.Low), math.Max(hi, sc.High)
+		if meta.TotalSnapshots > 0 {
+			io.WriteString(zw, ",")
+		}
+		// The encoder's newline after each entry is JSON whitespace.
+		if err := enc.Encode(Entry{
+			Timestamp: protocol.FormatTime(sc.OpenTime), Symbol: q.Symbol, Levels: levels,
 			Meta: EntryMeta{
 				TotalLongVolume: s.TotalLongVolume, TotalShortVolume: s.TotalShortVolume,
 				PositionsCreated: s.PositionsCreated, PositionsConsumed: s.PositionsConsumed,
 			},
-			Candle: Candle{Open: c.Open, High: c.High, Low: c.Low, Close: c.Close, Volume: c.Volume},
+			Candle: Candle{Open: sc.Open, High: sc.High, Low: sc.Low, Close: sc.Close, Volume: sc.Volume},
+		}); err != nil {
+			return nil, fmt.Errorf("encode %s time series: %w", q.Symbol, err)
 		}
-		resp.Meta.TotalConsumed += s.PositionsConsumed
+		meta.TotalSnapshots++
+		meta.TotalConsumed += s.PositionsConsumed
+		last = s
 	}
-	if n := len(snaps); n > 0 {
-		resp.Meta.PriceRange = PriceRange{Min: lo, Max: hi}
-		resp.Meta.TotalLongVolume = snaps[n-1].TotalLongVolume
-		resp.Meta.TotalShortVolume = snaps[n-1].TotalShortVolume
+	if meta.TotalSnapshots > 0 {
+		meta.PriceRange = PriceRange{Min: lo, Max: hi}
+		meta.TotalLongVolume = last.TotalLongVolume
+		meta.TotalShortVolume = last.TotalShortVolume
 	}
-	b, err := json.Marshal(resp)
-	if err != nil {
+	io.WriteString(zw, `],"meta":`)
+	if err := enc.Encode(meta); err != nil {
 		return nil, fmt.Errorf("encode %s time series: %w", q.Symbol, err)
 	}
-	return b, nil
+	io.WriteString(zw, "}")
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress %s time series: %w", q.Symbol, err)
+	}
+	return buf.Bytes(), nil
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

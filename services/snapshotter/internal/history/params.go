@@ -50,6 +50,11 @@ type Defaults struct {
 	// ComputeTimeout bounds one computation, which no caller's hang-up ends
 	// because others may be waiting for it; DefaultComputeTimeout.
 	ComputeTimeout time.Duration
+	// Workers is how many computations run at once; DefaultWorkers.
+	Workers int
+	// Queue is how many distinct computations may wait for a worker before
+	// requests are refused with 503; DefaultQueue.
+	Queue int
 }
 
 // Query is a validated request.

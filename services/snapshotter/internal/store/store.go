@@ -9,15 +9,19 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
+	"github.com/liqstream/liqstream/pkg/logging"
 )
 
 const schema = `
@@ -47,31 +51,80 @@ type Store struct {
 	oiGap heatmap.OIGap
 
 	changes *changeLog
+
+	log      *slog.Logger
+	throttle *logging.Throttle
+	// backoff is the wait before each retry of a failed write; sleep waits
+	// (tests record the waits instead).
+	backoff []time.Duration
+	sleep   func(context.Context, time.Duration) error
+	// writeErrs counts failed write attempts by op (WriteOps), fixed at Open.
+	writeErrs map[string]*atomic.Uint64
+
+	invalidOnce sync.Once
+	invalid     chan struct{}
+	invalidErr  error // set before invalid is closed
 }
 
-// Option adjusts how a Store reads its rows.
+// Option adjusts how a Store reads its rows or reports its faults.
 type Option func(*Store)
 
 // WithOIGap sets what Candles does across a gap in the candles
 // (heatmap.oi_gap); the default is heatmap.OIGapReset.
 func WithOIGap(g heatmap.OIGap) Option { return func(s *Store) { s.oiGap = g } }
 
+// WithLogger sets where failed writes are reported; the default (and nil)
+// discards them.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
 // Open opens (creating if needed) the DuckDB file at path and its tables.
+// A failure is a *FileError naming the file and, where it is one the store
+// recognises (another process holding the file, a directory, a file that is
+// not DuckDB's, a full disk, ...), the fault in plain words.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
+			return nil, fileError("open store", path, fmt.Errorf("create directory: %w", err))
 		}
+	}
+	_, statErr := os.Lstat(path)
+	created := errors.Is(statErr, os.ErrNotExist)
+	_, walErr := os.Lstat(path + ".wal")
+	walCreated := errors.Is(walErr, os.ErrNotExist)
+	fail := func(err error) error {
+		fe := fileError("open store", path, err)
+		// DuckDB leaves what it wrote of a new file behind when the disk
+		// fills under it, and the next start would then call that file "not
+		// a DuckDB database". It was created by this call and holds nothing.
+		if created && noSpace(fe.Fault) {
+			os.Remove(path)
+			if walCreated {
+				os.Remove(path + ".wal")
+			}
+		}
+		return fe
 	}
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fail(err)
 	}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: create tables: %w", path, err)
+		return nil, fail(fmt.Errorf("create tables: %w", err))
 	}
-	st := &Store{db: db, path: path, oiGap: heatmap.OIGapReset, changes: newChangeLog()}
+	st := &Store{db: db, path: path, oiGap: heatmap.OIGapReset, changes: newChangeLog(),
+		log: slog.New(slog.DiscardHandler), throttle: logging.NewThrottle(writeLogWindow, writeLogBurst),
+		backoff: writeBackoff, sleep: sleepCtx, writeErrs: map[string]*atomic.Uint64{},
+		invalid: make(chan struct{})}
+	for _, op := range WriteOps {
+		st.writeErrs[op] = new(atomic.Uint64)
+	}
 	for _, o := range opts {
 		o(st)
 	}

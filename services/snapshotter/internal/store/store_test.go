@@ -16,6 +16,9 @@ func openTemp(t *testing.T) (*Store, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	// Writes that fail on purpose retry without waiting: the waits are
+	// asserted by the retry tests, not served by every test.
+	s.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	return s, path
 }
 

@@ -8,13 +8,17 @@ import (
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/liqstream/liqstream/pkg/logging"
 )
 
 // Upsert inserts or replaces candles by (symbol, interval, open_time) and
 // open-interest observations by (symbol, ts) in one transaction: after a
 // crash at any moment the file holds all of them or none. A candle and the
 // observation made for it (the demo seed, the simulator) must go through one
-// call, never two.
+// call, never two. A failed transaction is tried again, 4 times in all (see
+// writeBackoff), each failure counted (WriteErrors) and logged; the error of
+// a write that gives up is a *FileError naming the file and the cause.
 func (s *Store) Upsert(ctx context.Context, ks []Kline, ois []OpenInterest) error {
 	return s.write(ctx, nil, ks, ois)
 }
@@ -44,8 +48,89 @@ func hook(step string) error {
 	return testHook(step)
 }
 
-// write is the single transaction behind Upsert and ReplaceKlines.
+// Write operations: the op label of store_write_errors_total.
+const (
+	OpUpsert  = "upsert"  // Upsert, UpsertKlines, UpsertOpenInterest
+	OpReplace = "replace" // ReplaceKlines
+)
+
+// WriteOps lists every op, so that metrics export each from the start.
+var WriteOps = []string{OpUpsert, OpReplace}
+
+// writeBackoff is the wait before each retry of a failed write: 4 tries and
+// 1.4 s of waiting in all. A full disk or a brief I/O error may clear within
+// that; one that does not is the caller's to retry on its next round (the
+// simulator's tick, the Binance poll), which re-reads the store first, so
+// holding a caller longer would only delay its other symbols.
+var writeBackoff = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+
+// Failed writes are logged at warn at most writeLogBurst times per op per
+// writeLogWindow (the rest at debug), as the gateway bounds its warn lines:
+// a full disk fails every write of every tick.
+const (
+	writeLogWindow = 10 * time.Second
+	writeLogBurst  = 5
+)
+
+// WriteErrors returns how many write attempts of op (one of WriteOps) have
+// failed since Open, retried ones included; a write rejected for an invalid
+// row or stopped by its context is not a failure of the store and does not
+// count.
+func (s *Store) WriteErrors(op string) uint64 {
+	if n := s.writeErrs[op]; n != nil {
+		return n.Load()
+	}
+	return 0
+}
+
+// Invalidated is closed once DuckDB has invalidated the database after a
+// fatal error, such as a checkpoint that failed on a full disk: it then
+// refuses every query, reads too, until the file is opened again, which
+// takes a new process (the handle is shared by every part of it).
+// InvalidatedErr says why.
+func (s *Store) Invalidated() <-chan struct{} { return s.invalid }
+
+// InvalidatedErr returns the error that invalidated the store; nil while
+// Invalidated is open.
+func (s *Store) InvalidatedErr() error {
+	select {
+	case <-s.invalid:
+		return s.invalidErr
+	default:
+		return nil
+	}
+}
+
+func (s *Store) invalidate(err *FileError) {
+	s.invalidOnce.Do(func() {
+		s.invalidErr = err
+		s.log.Error("store invalidated: every query fails until the snapshotter restarts", "db", s.path,
+			logging.KeyReason, string(err.Fault), logging.KeyErr, err)
+		close(s.invalid)
+	})
+}
+
+// sleepCtx waits d or until ctx ends, whichever is first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// write is Upsert and ReplaceKlines: rows are checked once, then the
+// transaction is tried up to len(s.backoff)+1 times. Each try is the whole
+// transaction, so a failed one leaves nothing and a retry cannot apply
+// part of the batch twice. A failure is returned as a *FileError.
 func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois []OpenInterest) error {
+	op := OpUpsert
+	if replace != nil {
+		op = OpReplace
+	}
 	krows, ktouched, err := klineRows(ks)
 	if err != nil {
 		return fmt.Errorf("upsert klines: %w", err)
@@ -57,9 +142,59 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 	if replace == nil && len(krows) == 0 && len(orows) == 0 {
 		return nil
 	}
+	for attempt := 1; ; attempt++ {
+		err := s.writeOnce(ctx, replace, len(ks), krows, len(ois), orows)
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("store write succeeded after retrying", "db", s.path, "op", op, "attempt", attempt)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			// Shutdown or the caller's deadline, not a fault of the file;
+			// the transaction rolled back.
+			return fmt.Errorf("write to store %s: %w", s.path, err)
+		}
+		s.writeErrs[op].Add(1)
+		fe := fileError("write to store", s.path, err)
+		args := []any{"db", s.path, "op", op, logging.KeyReason, string(fe.Fault), "attempt", attempt, logging.KeyErr, err}
+		if fe.Fault == FaultInvalidated {
+			// Retrying is useless: DuckDB refuses everything from now on.
+			s.invalidate(fe)
+			return fe
+		}
+		if attempt > len(s.backoff) {
+			s.throttle.Warn(s.log, op, "store write failed; giving up", args...)
+			fe.Err = fmt.Errorf("gave up after %d tries: %w", attempt, err)
+			return fe
+		}
+		wait := s.backoff[attempt-1]
+		s.throttle.Warn(s.log, op, "store write failed; retrying", append(args, "retry_in", wait.String())...)
+		if serr := s.sleep(ctx, wait); serr != nil {
+			fe.Err = fmt.Errorf("stopped retrying after %d tries (%v): %w", attempt, serr, err)
+			return fe
+		}
+	}
+	touched := ktouched
+	for sym, sp := range otouched {
+		cur := touched[sym]
+		touched[sym] = cur.widen(sp.Min).widen(sp.Max)
+	}
+	if replace != nil {
+		// The deleted candles' span is unknown here; an empty span would say
+		// nothing changed, so mark the whole series.
+		touched[replace[0]] = touched[replace[0]].widen(minTime).widen(maxTime)
+	}
+	s.changes.record(touched)
+	return nil
+}
+
+// writeOnce runs one try of a write in a single transaction; nk and no are
+// the rows asked for, for messages.
+func (s *Store) writeOnce(ctx context.Context, replace *[2]string, nk int, krows [][]driver.Value, no int, orows [][]driver.Value) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("get a connection: %w", err)
 	}
 	defer conn.Close()
 	tx, err := conn.BeginTx(ctx, nil)
@@ -79,7 +214,7 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 	}
 	if len(krows) > 0 {
 		if err := bulkUpsert(ctx, conn, tx, "klines", krows); err != nil {
-			return fmt.Errorf("upsert %d klines: %w", len(ks), err)
+			return fmt.Errorf("upsert %d klines: %w", nk, err)
 		}
 		if err := hook("klines"); err != nil {
 			return err
@@ -87,7 +222,7 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 	}
 	if len(orows) > 0 {
 		if err := bulkUpsert(ctx, conn, tx, "open_interest", orows); err != nil {
-			return fmt.Errorf("upsert %d open interest rows: %w", len(ois), err)
+			return fmt.Errorf("upsert %d open interest rows: %w", no, err)
 		}
 		if err := hook("open_interest"); err != nil {
 			return err
@@ -96,17 +231,6 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit write: %w", err)
 	}
-	touched := ktouched
-	for sym, sp := range otouched {
-		cur := touched[sym]
-		touched[sym] = cur.widen(sp.Min).widen(sp.Max)
-	}
-	if replace != nil {
-		// The deleted candles' span is unknown here; an empty span would say
-		// nothing changed, so mark the whole series.
-		touched[replace[0]] = touched[replace[0]].widen(minTime).widen(maxTime)
-	}
-	s.changes.record(touched)
 	return nil
 }
 
