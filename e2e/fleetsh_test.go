@@ -57,10 +57,10 @@ func TestFleetScriptSupervises(t *testing.T) {
 		}
 		return true, ""
 	})
-	// The gateways' 503s while they started marked them failed in some of
-	// nginx's workers (max_fails=1 fail_timeout=2s, proxy_next_upstream
-	// http_503), and such a worker answers 502 "no live upstreams" until
-	// fail_timeout passes: wait for the edge to answer 200 for 3 s in a row.
+	// The edge may still answer an error while the gateways start (a
+	// gateway's 503 is passed to the next by proxy_next_upstream http_503,
+	// and with every gateway starting there is none to pass to): wait for
+	// it to answer 200 for 3 s in a row.
 	var streak time.Time
 	f.poll(t, "the edge answering 200 for 3s in a row", 30*time.Second, func() (bool, string) {
 		code, src := f.readyz(f.edge)

@@ -326,4 +326,49 @@ export const cases = {
     eq(new LiqstreamClient("ws://x.test:8080/liq/ws/heatmap").httpBase, "http://x.test:8080/liq", "prefix");
     eq(new LiqstreamClient().url, `ws://${location.host}/ws/heatmap`, "default url");
   },
+
+  // Delta encoding: the subscribe asks for it, a delta based on the last
+  // snapshot is applied, and the page sees whole snapshots either way.
+  async "delta encoding applies deltas to the last snapshot"() {
+    const { client, last, rec } = setup({ encoding: "delta" });
+    const data = [];
+    client.addEventListener("snapshot", (e) => data.push(e.detail.data));
+    client.subscribe("BTCUSDT");
+    client.connect();
+    last().open();
+    eq(last().sent, [{ action: "subscribe", symbols: ["BTCUSDT"], update_interval: 5, encoding: "delta" }], "sent");
+    const first = { ...frame("BTCUSDT", 1), epoch: 4 };
+    first.data = { levels: [{ price: 100, long_density: 1, short_density: 0 }, { price: 200, long_density: 2, short_density: 0 }], current_price: 150 };
+    last().message(first);
+    last().message({ type: "delta", symbol: "BTCUSDT", timestamp: "2025-12-29T10:00:02.000000000Z", seq: 2, epoch: 4, base_seq: 1,
+      data: { levels: [{ price: 50, long_density: 0, short_density: 5 }, { price: 200, long_density: 3, short_density: 0 }], removed: [100], current_price: 160 } });
+    eq(rec.snapshots.map((s) => s.seq), [1, 2], "snapshot seqs");
+    eq(data[1], { levels: [{ price: 50, long_density: 0, short_density: 5 }, { price: 200, long_density: 3, short_density: 0 }], current_price: 160 }, "rebuilt data");
+    eq(data[0].levels.length, 2, "the first snapshot is left as it was");
+    eq([client.deltas, client.resyncs], [1, 0], "deltas, resyncs");
+  },
+
+  // A delta whose base this client does not hold (another epoch, a skipped
+  // seq) is not applied: the client subscribes again, once per gap, and the
+  // full snapshot that answers starts a new chain.
+  async "a delta without its base asks for a resync once"() {
+    const { client, last, rec } = setup({ encoding: "delta" });
+    client.subscribe("BTCUSDT");
+    client.connect();
+    last().open();
+    last().message({ ...frame("BTCUSDT", 1), epoch: 1 });
+    const delta = (seq, base, epoch = 1) => ({ type: "delta", symbol: "BTCUSDT", timestamp: `2025-12-29T10:00:0${seq}.000000000Z`, seq, epoch, base_seq: base,
+      data: { levels: [], removed: [], current_price: seq } });
+    last().message(delta(3, 2));
+    last().message(delta(4, 3));
+    last().message(delta(2, 1, 2)); // right seq, wrong epoch
+    eq(rec.snapshots.map((s) => s.seq), [1], "snapshots: no delta applied");
+    eq(last().sent.slice(1), [{ action: "subscribe", symbols: ["BTCUSDT"], update_interval: 5, encoding: "delta" }], "one resync");
+    last().message({ ...frame("BTCUSDT", 4), epoch: 1 });
+    last().message(delta(5, 4));
+    eq(rec.snapshots.map((s) => s.seq), [1, 4, 5], "after the resync");
+    eq([client.deltas, client.resyncs], [1, 1], "deltas, resyncs");
+    last().message(delta(7, 6));
+    eq(client.resyncs, 2, "a later gap resyncs again");
+  },
 };

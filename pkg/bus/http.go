@@ -4,6 +4,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,10 @@ import (
 type Frame struct {
 	Symbol string
 	Bytes  []byte
+	// Delta is the delta frame from the previous frame to this one, or nil:
+	// the producer did not make one, or it was lost on the way (a client
+	// then gets Bytes, which is always whole).
+	Delta []byte
 }
 
 // maxFrameBytes bounds what one poll may read, so a broken upstream cannot exhaust memory.
@@ -102,7 +107,7 @@ func (s *HTTPSource) poll(ctx context.Context, sym string, deliver func(Frame)) 
 	etag := ""
 	delay := s.minBackoff
 	for ctx.Err() == nil {
-		f, tag, err := s.fetch(ctx, sym, etag)
+		f, delta, tag, err := s.fetch(ctx, sym, etag)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -120,41 +125,49 @@ func (s *HTTPSource) poll(ctx context.Context, sym string, deliver func(Frame)) 
 		delay = s.minBackoff
 		etag = tag
 		if f != nil {
-			deliver(Frame{Symbol: sym, Bytes: f})
+			deliver(Frame{Symbol: sym, Bytes: f, Delta: delta})
 		}
 	}
 }
 
 // fetch returns the next frame, or nil when the poll timed out unchanged.
-func (s *HTTPSource) fetch(ctx context.Context, sym, etag string) ([]byte, string, error) {
-	u := fmt.Sprintf("%s/v1/snapshots/%s?wait=%s", s.base, url.PathEscape(sym), s.wait)
+func (s *HTTPSource) fetch(ctx context.Context, sym, etag string) (full, delta []byte, tag string, err error) {
+	u := fmt.Sprintf("%s/v1/snapshots/%s?wait=%s&delta=1", s.base, url.PathEscape(sym), s.wait)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, etag, err
+		return nil, nil, etag, err
 	}
 	if etag != "" {
 		req.Header.Set("If-None-Match", etag)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, etag, fmt.Errorf("poll %s: %w", sym, err)
+		return nil, nil, etag, fmt.Errorf("poll %s: %w", sym, err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxFrameBytes+1))
 		if err != nil {
-			return nil, etag, fmt.Errorf("poll %s: read body: %w", sym, err)
+			return nil, nil, etag, fmt.Errorf("poll %s: read body: %w", sym, err)
 		}
 		if len(b) > maxFrameBytes {
-			return nil, etag, fmt.Errorf("poll %s: frame larger than %d bytes", sym, maxFrameBytes)
+			return nil, nil, etag, fmt.Errorf("poll %s: frame larger than %d bytes", sym, maxFrameBytes)
 		}
-		return b, resp.Header.Get("ETag"), nil
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), NDJSON) {
+			// The delta line, then the frame: see SplitPair.
+			d, f, ok := SplitPair(b)
+			if !ok {
+				return nil, nil, etag, fmt.Errorf("poll %s: malformed delta and frame pair (%d bytes)", sym, len(b))
+			}
+			return f, d, resp.Header.Get("ETag"), nil
+		}
+		return b, nil, resp.Header.Get("ETag"), nil
 	case http.StatusNotModified:
-		return nil, etag, nil
+		return nil, nil, etag, nil
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, etag, fmt.Errorf("poll %s: status %s: %s", sym, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, nil, etag, fmt.Errorf("poll %s: status %s: %s", sym, resp.Status, strings.TrimSpace(string(msg)))
 	}
 }
 
@@ -176,4 +189,27 @@ func (s *HTTPSource) setUp(sym string) {
 	if was {
 		s.log.Info("snapshotter poll recovered", "symbol", sym)
 	}
+}
+
+// NDJSON is the content type of a long-poll answer that carries a delta
+// frame with its full frame (?delta=1).
+const NDJSON = "application/x-ndjson"
+
+// JoinPair is the body of such an answer: the delta frame and the full
+// frame, one per line. Compact JSON holds no raw newline, so the first one
+// splits them.
+func JoinPair(delta, full []byte) []byte {
+	b := make([]byte, 0, len(delta)+len(full)+2)
+	b = append(append(b, delta...), '\n')
+	return append(append(b, full...), '\n')
+}
+
+// SplitPair undoes JoinPair.
+func SplitPair(b []byte) (delta, full []byte, ok bool) {
+	delta, rest, ok := bytes.Cut(b, []byte{'\n'})
+	full = bytes.TrimSuffix(rest, []byte{'\n'})
+	if !ok || len(delta) == 0 || len(full) == 0 || bytes.IndexByte(full, '\n') >= 0 {
+		return nil, nil, false
+	}
+	return delta, full, true
 }

@@ -13,10 +13,17 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/liqstream/liqstream/pkg/protocol"
 )
 
 // Channel is the pub/sub channel of symbol's frames.
 func Channel(symbol string) string { return "heatmap:" + symbol }
+
+// DeltaChannel carries symbol's delta frames, each published just before
+// the full frame of the same seq on Channel: a subscriber of both pairs them
+// up, and one of Channel alone (an older gateway) is unaffected.
+func DeltaChannel(symbol string) string { return "heatmap:" + symbol + ":delta" }
 
 // LatestKey holds symbol's newest frame, so a fresh gateway serves it at once.
 func LatestKey(symbol string) string { return "heatmap:" + symbol + ":latest" }
@@ -139,6 +146,11 @@ func (p *RedisPublisher) write(ctx context.Context, batch map[string]Frame, with
 		// SET before PUBLISH: a gateway that (re)subscribes and reads
 		// :latest in between gets this frame either way.
 		pipe.Set(ctx, LatestKey(sym), f.Bytes, 0)
+		if f.Delta != nil {
+			// Before the frame: Redis delivers one connection's publishes
+			// in order, so the subscriber holds the delta when its frame comes.
+			pipe.Publish(ctx, DeltaChannel(sym), f.Delta)
+		}
 		pipe.Publish(ctx, Channel(sym), f.Bytes)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -182,12 +194,16 @@ func (s *RedisSource) Symbols(ctx context.Context) ([]string, error) {
 // channel is subscribed and its latest frame read, and with false when the
 // subscription breaks; go-redis reconnects and resubscribes by itself.
 func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Frame), up func(bool)) error {
-	channels := make([]string, len(symbols))
+	channels := make([]string, 0, 2*len(symbols))
 	bySym := make(map[string]string, len(symbols))
-	for i, sym := range symbols {
-		channels[i] = Channel(sym)
-		bySym[channels[i]] = sym
+	deltaSym := make(map[string]string, len(symbols))
+	for _, sym := range symbols {
+		channels = append(channels, Channel(sym), DeltaChannel(sym))
+		bySym[Channel(sym)] = sym
+		deltaSym[DeltaChannel(sym)] = sym
 	}
+	// The delta waiting for its frame, per symbol.
+	deltas := make(map[string][]byte, len(symbols))
 	// ps is replaced after a half-open link (see below); psMu guards it
 	// against the closer.
 	var psMu sync.Mutex
@@ -243,6 +259,7 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 			}
 			setUp(false)
 			clear(confirmed)
+			clear(deltas)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -258,12 +275,12 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 			if m.Kind != "subscribe" {
 				continue
 			}
-			sym, ok := bySym[m.Channel]
-			if !ok {
+			if sym, ok := bySym[m.Channel]; ok {
+				if err := s.readLatest(ctx, sym, deliver); err != nil {
+					s.log.Warn("redis read latest failed", "symbol", sym, "err", err)
+				}
+			} else if _, ok := deltaSym[m.Channel]; !ok {
 				continue
-			}
-			if err := s.readLatest(ctx, sym, deliver); err != nil {
-				s.log.Warn("redis read latest failed", "symbol", sym, "err", err)
 			}
 			confirmed[m.Channel] = true
 			if len(confirmed) == len(channels) {
@@ -275,8 +292,17 @@ func (s *RedisSource) Run(ctx context.Context, symbols []string, deliver func(Fr
 				setUp(true)
 			}
 		case *redis.Message:
+			if sym, ok := deltaSym[m.Channel]; ok {
+				deltas[sym] = []byte(m.Payload)
+				continue
+			}
 			if sym, ok := bySym[m.Channel]; ok {
-				deliver(Frame{Symbol: sym, Bytes: []byte(m.Payload)})
+				f := Frame{Symbol: sym, Bytes: []byte(m.Payload)}
+				if d := deltas[sym]; d != nil && SameFrame(d, f.Bytes) {
+					f.Delta = d
+				}
+				delete(deltas, sym)
+				deliver(f)
 			}
 		case *redis.Pong:
 		}
@@ -298,4 +324,12 @@ func (s *RedisSource) readLatest(ctx context.Context, sym string, deliver func(F
 // IsRedisURL reports whether s looks like a Redis URL, for config validation.
 func IsRedisURL(s string) bool {
 	return strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://") || strings.HasPrefix(s, "unix://")
+}
+
+// SameFrame reports whether a delta frame is the delta of full: the same
+// epoch and seq, read from both envelopes.
+func SameFrame(delta, full []byte) bool {
+	de, ds, dok := protocol.PeekEpochSeq(delta)
+	fe, fs, fok := protocol.PeekEpochSeq(full)
+	return dok && fok && de == fe && ds == fs
 }

@@ -67,6 +67,9 @@ type ClientMessage struct {
 	Symbols []string
 	// UpdateInterval is in seconds, already clamped to [MinUpdateInterval, MaxUpdateInterval].
 	UpdateInterval int
+	// Encoding is EncodingFull (the default) or EncodingDelta: after a
+	// full snapshot, delta frames while the client's chain is unbroken.
+	Encoding string
 }
 
 // DecodeError is a client message the server refuses; Code is the error frame's code.
@@ -81,6 +84,7 @@ type rawClientMessage struct {
 	Action         *string         `json:"action"`
 	Symbols        json.RawMessage `json:"symbols"`
 	UpdateInterval json.RawMessage `json:"update_interval"`
+	Encoding       json.RawMessage `json:"encoding"`
 }
 
 // DecodeClientMessage parses one client frame. Symbols are upper-cased and
@@ -116,8 +120,24 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 			return ClientMessage{}, err
 		}
 		m.UpdateInterval = iv
+		enc, err := decodeEncoding(raw.Encoding)
+		if err != nil {
+			return ClientMessage{}, err
+		}
+		m.Encoding = enc
 	}
 	return m, nil
+}
+
+func decodeEncoding(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return EncodingFull, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || (s != EncodingFull && s != EncodingDelta) {
+		return "", &DecodeError{CodeInvalidMessage, `"encoding" must be "full" or "delta"`}
+	}
+	return s, nil
 }
 
 func decodeSymbols(raw json.RawMessage) ([]string, error) {

@@ -18,11 +18,15 @@ func TestDecodeClientMessage(t *testing.T) {
 		wantText string
 	}{
 		{"subscribe default interval", `{"action":"subscribe","symbols":["btcusdt","ETHUSDT","BTCUSDT"]}`,
-			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT", "ETHUSDT"}, UpdateInterval: 5}, "", ""},
+			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT", "ETHUSDT"}, UpdateInterval: 5, Encoding: "full"}, "", ""},
 		{"subscribe clamps high", `{"action":"subscribe","symbols":["BTCUSDT"],"update_interval":600}`,
-			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 60}, "", ""},
+			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 60, Encoding: "full"}, "", ""},
 		{"subscribe clamps low", `{"action":"subscribe","symbols":["BTCUSDT"],"update_interval":0}`,
-			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 1}, "", ""},
+			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 1, Encoding: "full"}, "", ""},
+		{"subscribe delta", `{"action":"subscribe","symbols":["BTCUSDT"],"encoding":"delta"}`,
+			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 5, Encoding: "delta"}, "", ""},
+		{"subscribe explicit full", `{"action":"subscribe","symbols":["BTCUSDT"],"encoding":"full"}`,
+			ClientMessage{Action: "subscribe", Symbols: []string{"BTCUSDT"}, UpdateInterval: 5, Encoding: "full"}, "", ""},
 		{"unsubscribe", `{"action":"unsubscribe","symbols":["ETHUSDT"]}`,
 			ClientMessage{Action: "unsubscribe", Symbols: []string{"ETHUSDT"}}, "", ""},
 		{"ping", `{"action":"ping"}`, ClientMessage{Action: "ping"}, "", ""},
@@ -36,6 +40,8 @@ func TestDecodeClientMessage(t *testing.T) {
 		{"symbols empty", `{"action":"subscribe","symbols":[]}`, ClientMessage{}, CodeInvalidMessage, "got 0"},
 		{"symbols too many", `{"action":"subscribe","symbols":["A","B","C","D","E","F","G","H","I","J","K"]}`, ClientMessage{}, CodeInvalidMessage, "got 11"},
 		{"blank symbol", `{"action":"subscribe","symbols":[" "]}`, ClientMessage{}, CodeInvalidSymbol, "invalid symbol"},
+		{"unknown encoding", `{"action":"subscribe","symbols":["BTCUSDT"],"encoding":"gzip"}`, ClientMessage{}, CodeInvalidMessage, `"encoding" must be "full" or "delta"`},
+		{"encoding not a string", `{"action":"subscribe","symbols":["BTCUSDT"],"encoding":1}`, ClientMessage{}, CodeInvalidMessage, `"encoding" must be`},
 		{"interval not number", `{"action":"subscribe","symbols":["BTCUSDT"],"update_interval":"5"}`, ClientMessage{}, CodeInvalidMessage, "update_interval"},
 	}
 	for _, tc := range tests {

@@ -37,6 +37,9 @@ const state = {
   window: WINDOW_MS[params.get("time_window")] ? params.get("time_window") : "48h",
   interval: INTERVAL_MS[params.get("interval")] ? params.get("interval") : "15m",
   updateInterval: Math.min(60, Math.max(1, Number(params.get("update_interval")) || 5)),
+  // Deltas by default: a few hundred bytes per update instead of the whole
+  // map; ?encoding=full asks for whole snapshots.
+  encoding: params.get("encoding") === "full" ? "full" : "delta",
   cols: [], // {t, bin, levels, candle, live}
   bin: 0,
   latest: null, // latest snapshot frame of the symbol
@@ -74,8 +77,10 @@ const probe = {
 };
 window.__liqstream = probe;
 
-const client = new LiqstreamClient({ updateInterval: state.updateInterval });
+const client = new LiqstreamClient({ updateInterval: state.updateInterval, encoding: state.encoding });
 Object.defineProperty(probe, "client", { value: client, enumerable: false });
+// The snapshot the page shows, as tests compare it across encodings.
+Object.defineProperty(probe, "latest", { get: () => state.latest, enumerable: false });
 
 const heat = $("heatmap");
 const heatOver = $("heatmap-overlay");

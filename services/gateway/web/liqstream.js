@@ -28,6 +28,7 @@ export const DEFAULTS = Object.freeze({
   slowHold: 15000, // "slow" reverts to "connected" this long after the last warning
   drainJitter: 5000, // after close code 1012, reconnect after a random delay in [0, drainJitter] ms
   wsRetryInterval: 60000, // polling after the attempts ran out: try the socket again this often
+  encoding: "full", // "delta": after a full snapshot the server sends only what changed (docs/API.md)
 });
 
 const OPEN = 1; // WebSocket.OPEN, spelled out so that a fake socket need not define it
@@ -50,7 +51,9 @@ export function backoffDelay(attempt, random = Math.random, opts = DEFAULTS) {
  * LiqstreamClient streams snapshots of the symbols it is subscribed to.
  *
  * Events (all CustomEvent, payload in `event.detail`):
- *   "snapshot" — a snapshot frame (docs/API.md), each frame once, whichever way it came
+ *   "snapshot" — a snapshot frame (docs/API.md), each frame once, whichever way it came;
+ *                with encoding "delta" the deltas are applied here, so every event is a
+ *                whole snapshot all the same
  *   "status"   — one of Status, on every change
  *   "warning"  — the server's warning frame (e.g. SLOW_CONSUMER)
  *   "error"    — the server's error frame; for INVALID_SYMBOL also `symbols`, the refused
@@ -69,6 +72,8 @@ export class LiqstreamClient extends EventTarget {
 
   #symbols = new Set();
   #lastKey = new Map(); // symbol -> "timestamp|seq" of the last frame emitted
+  #state = new Map(); // symbol -> the last snapshot emitted, the base of the next delta
+  #resyncing = new Set(); // symbols asked again after a delta whose base we lack
   #want = false; // connect() called and close() not since
   #ws = null;
   #isOpen = false; // the current socket has opened and not closed
@@ -106,6 +111,11 @@ export class LiqstreamClient extends EventTarget {
     this.httpBase = options.httpBase ?? httpBaseOf(this.url);
     /** Seconds between snapshots of a symbol, sent with every subscribe. */
     this.updateInterval = clampInterval(this.#o.updateInterval);
+    /** "full" or "delta", sent with every subscribe. */
+    this.encoding = this.#o.encoding === "delta" ? "delta" : "full";
+    /** Deltas applied, and resyncs asked for (a delta whose base was missing). */
+    this.deltas = 0;
+    this.resyncs = 0;
     this.#WebSocket = options.WebSocket || globalThis.WebSocket;
     this.#fetch = options.fetch || ((...a) => globalThis.fetch(...a));
     this.#setTimeout = options.setTimeout || ((f, ms) => globalThis.setTimeout(f, ms));
@@ -192,7 +202,7 @@ export class LiqstreamClient extends EventTarget {
     const list = normalize(symbols).filter((s) => this.#symbols.has(s));
     for (const s of list) {
       this.#symbols.delete(s);
-      this.#lastKey.delete(s);
+      this.#forget(s);
     }
     this.#sendSymbols("unsubscribe", list);
     return this;
@@ -349,7 +359,11 @@ export class LiqstreamClient extends EventTarget {
     switch (msg && msg.type) {
       case "snapshot":
         this.#resubAttempt = 0;
+        this.#resyncing.delete(msg.symbol);
         this.#deliver(msg, "ws");
+        break;
+      case "delta":
+        this.#onDelta(msg);
         break;
       case "warning":
         if (msg.code === "SLOW_CONSUMER") this.#markSlow();
@@ -387,7 +401,7 @@ export class LiqstreamClient extends EventTarget {
         if (held.length) {
           for (const s of held) {
             this.#symbols.delete(s);
-            this.#lastKey.delete(s);
+            this.#forget(s);
           }
           if (!/no longer served/.test(msg.message || "")) this.#sendSubscribe([...this.#symbols]);
         }
@@ -462,7 +476,36 @@ export class LiqstreamClient extends EventTarget {
   }
 
   #sendSubscribe(list) {
-    this.#sendSymbols("subscribe", list, { update_interval: this.updateInterval });
+    const extra = { update_interval: this.updateInterval };
+    if (this.encoding === "delta") extra.encoding = "delta";
+    this.#sendSymbols("subscribe", list, extra);
+  }
+
+  // A delta applies to the snapshot of its epoch and base_seq. The server
+  // only sends one when that is the frame it sent last; if this client lacks
+  // it anyway (a frame it dropped, a subscription it just changed), it asks
+  // for the newest snapshot whole by subscribing again, once per gap.
+  #onDelta(msg) {
+    if (!this.#symbols.has(msg.symbol)) return;
+    const base = this.#state.get(msg.symbol);
+    if (!base || (base.epoch || 0) !== (msg.epoch || 0) || base.seq !== msg.base_seq) {
+      if (!this.#resyncing.has(msg.symbol)) {
+        this.#resyncing.add(msg.symbol);
+        this.resyncs++;
+        this.#sendSubscribe([msg.symbol]);
+      }
+      return;
+    }
+    this.deltas++;
+    const frame = { type: "snapshot", symbol: msg.symbol, timestamp: msg.timestamp, seq: msg.seq, data: applyDelta(base.data, msg.data) };
+    if (msg.epoch != null) frame.epoch = msg.epoch;
+    this.#deliver(frame, "ws");
+  }
+
+  #forget(symbol) {
+    this.#lastKey.delete(symbol);
+    this.#state.delete(symbol);
+    this.#resyncing.delete(symbol);
   }
 
   // One message per MAX_SYMBOLS_PER_MESSAGE symbols: the server refuses
@@ -575,6 +618,7 @@ export class LiqstreamClient extends EventTarget {
     const key = `${frame.timestamp}|${frame.seq}`;
     if (this.#lastKey.get(frame.symbol) === key) return; // same frame by the other path
     this.#lastKey.set(frame.symbol, key);
+    this.#state.set(frame.symbol, frame);
     this.transport = via;
     this.#emit("snapshot", frame);
   }
@@ -588,6 +632,23 @@ export class LiqstreamClient extends EventTarget {
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/**
+ * applyDelta returns the snapshot data `data` turned into the next one by a
+ * delta's data: its levels replace or add levels of the same price, its
+ * `removed` prices go, every other field is the delta's. Levels stay sorted
+ * by price. `data` is not modified.
+ */
+export function applyDelta(data, delta) {
+  const byPrice = new Map();
+  for (const l of data.levels || []) byPrice.set(l.price, l);
+  for (const p of delta.removed || []) byPrice.delete(p);
+  for (const l of delta.levels || []) byPrice.set(l.price, l);
+  const out = { ...delta };
+  delete out.removed;
+  out.levels = [...byPrice.values()].sort((a, b) => a.price - b.price);
+  return out;
 }
 
 function normalize(symbols) {

@@ -286,7 +286,7 @@ func (g *Gateway) serveDebug(ctx context.Context) error {
 // fan-out enqueue took.
 func (g *Gateway) publish(f bus.Frame) {
 	start := time.Now()
-	g.hub.Publish(f.Symbol, f.Bytes)
+	g.hub.PublishDelta(f.Symbol, f.Bytes, f.Delta)
 	sym := g.metrics.Symbol(f.Symbol)
 	g.metrics.BroadcastDuration.WithLabelValues(sym).Observe(time.Since(start).Seconds())
 	g.metrics.FrameBytes.Observe(float64(len(f.Bytes)))

@@ -25,15 +25,34 @@ type Frame struct {
 	// Stamp is the producer's timestamp from the frame's envelope, zero if
 	// it has none: the clock update intervals are paced on.
 	Stamp time.Time
+	// Epoch and Seq name the frame (from its envelope; 0 when absent), and
+	// BaseSeq the frame of the same epoch its delta applies to.
+	Epoch, Seq, BaseSeq uint64
+	// Delta is the delta frame to this one, nil without one.
+	Delta []byte
 
-	b    *gws.Broadcaster
-	refs atomic.Int64
+	b, db *gws.Broadcaster // db is nil without a delta
+	refs  atomic.Int64
 }
 
 // NewFrame wraps payload, holding one reference for the caller.
-func NewFrame(symbol string, payload []byte) *Frame {
+func NewFrame(symbol string, payload []byte) *Frame { return NewFrameDelta(symbol, payload, nil) }
+
+// NewFrameDelta wraps payload and the delta frame to it from an earlier
+// frame. A delta that does not name payload's epoch and seq, or names no
+// base, is left out: a client can always be sent the whole frame.
+func NewFrameDelta(symbol string, payload, delta []byte) *Frame {
 	f := &Frame{Symbol: symbol, Bytes: payload, b: gws.NewBroadcaster(gws.OpcodeText, payload)}
 	f.Stamp, _ = protocol.PeekTimestamp(payload)
+	f.Epoch, f.Seq, _ = protocol.PeekEpochSeq(payload)
+	if delta != nil {
+		de, ds, ok := protocol.PeekEpochSeq(delta)
+		base, bok := protocol.PeekBaseSeq(delta)
+		if ok && bok && de == f.Epoch && ds == f.Seq && f.Epoch > 0 && base < ds {
+			f.Delta, f.BaseSeq = delta, base
+			f.db = gws.NewBroadcaster(gws.OpcodeText, delta)
+		}
+	}
 	f.refs.Store(1)
 	return f
 }
@@ -46,6 +65,9 @@ func (f *Frame) Release() {
 	switch n := f.refs.Add(-1); {
 	case n == 0:
 		f.b.Close()
+		if f.db != nil {
+			f.db.Close()
+		}
 	case n < 0:
 		panic("hub: Frame released more often than retained")
 	}
@@ -55,4 +77,15 @@ func (f *Frame) Release() {
 // The caller must hold a reference until WriteTo returns.
 func (f *Frame) WriteTo(conn *gws.Conn, done func(error)) error {
 	return f.b.Broadcast(conn, done)
+}
+
+// Follows reports whether the frame's delta applies to the frame epoch/seq.
+func (f *Frame) Follows(epoch, seq uint64) bool {
+	return f.db != nil && epoch == f.Epoch && seq == f.BaseSeq
+}
+
+// WriteDeltaTo queues the delta frame on conn, as WriteTo does the frame;
+// only for a frame with a delta (Follows).
+func (f *Frame) WriteDeltaTo(conn *gws.Conn, done func(error)) error {
+	return f.db.Broadcast(conn, done)
 }

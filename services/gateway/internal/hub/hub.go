@@ -96,7 +96,14 @@ func (h *Hub) Symbols() []string {
 // subscriber; it returns how many subscribers it reached. A frame of a symbol
 // outside the served list (one just removed, still in flight) is dropped.
 func (h *Hub) Publish(symbol string, payload []byte) int {
-	f := NewFrame(symbol, payload)
+	return h.PublishDelta(symbol, payload, nil)
+}
+
+// PublishDelta is Publish of a frame that comes with the delta frame to it
+// (nil: none), which subscribers that asked for deltas get instead when it
+// follows the last frame they were sent.
+func (h *Hub) PublishDelta(symbol string, payload, delta []byte) int {
+	f := NewFrameDelta(symbol, payload, delta)
 	f.Retain() // the hub's reference as the latest frame
 	h.mu.Lock()
 	if _, ok := slices.BinarySearch(h.symbols, symbol); !ok {

@@ -58,7 +58,7 @@ func BenchmarkBroadcast20KBTo10kConns(b *testing.B) {
 		ss := newSession(s, conn, "bench")
 		ss.interval = 0
 		conn.Session().Store(sessionKey, ss)
-		ss.track([]string{"BTCUSDT"})
+		ss.track([]string{"BTCUSDT"}, false)
 		if _, err := h.Subscribe(ss, []string{"BTCUSDT"}, 10); err != nil {
 			b.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func BenchmarkPublishEnqueue10k(b *testing.B) {
 		ss.interval = 0
 		ss.busy = true // a write that never finishes: Send only queues
 		ss.lastWarn = time.Now()
-		ss.track([]string{"BTCUSDT"})
+		ss.track([]string{"BTCUSDT"}, false)
 		if _, err := h.Subscribe(ss, []string{"BTCUSDT"}, 10); err != nil {
 			b.Fatal(err)
 		}

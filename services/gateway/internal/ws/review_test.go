@@ -148,7 +148,7 @@ func TestReview4SubscriberNeverGetsAnOlderFrame(t *testing.T) {
 	waitFor(t, "the session", func() bool { return f.srv.Active() == 1 })
 	ss := f.srv.snapshot()[0]
 
-	ss.track([]string{"BTCUSDT"})
+	ss.track([]string{"BTCUSDT"}, false)
 	latest, err := f.hub.Subscribe(ss, []string{"BTCUSDT"}, 10)
 	if err != nil || len(latest) != 1 {
 		t.Fatalf("subscribe: %v, %d latest frames", err, len(latest))

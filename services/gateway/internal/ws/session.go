@@ -24,6 +24,14 @@ type symState struct {
 	held      *hub.Frame // newest frame waiting for its slot
 	heldStamp time.Time
 	timer     stopper // fires at the held frame's slot
+	// delta: the client asked for delta frames. chained: the last frame
+	// written of this symbol was (sentEpoch, sentSeq), whole or as a delta,
+	// so a delta based on it is all the client needs. Anything that skips a
+	// frame (conflation, a drop, pacing, a failover, a restart) breaks the
+	// chain by itself: the next frame's base is not the last one written.
+	delta              bool
+	chained            bool
+	sentEpoch, sentSeq uint64
 }
 
 // subscriptions is a connection's symbols: a handful, so a slice scanned in
@@ -332,7 +340,15 @@ func (s *session) startLocked(now time.Time) {
 	}
 	f := s.queue[0]
 	s.queue = s.queue[1:]
-	if err := f.WriteTo(s.conn, func(err error) { s.written(f, err) }); err != nil {
+	write := f.WriteTo
+	if st := s.symbols.get(f.Symbol); st != nil {
+		if st.delta && st.chained && f.Follows(st.sentEpoch, st.sentSeq) {
+			write = f.WriteDeltaTo
+		}
+		// Chained only to a frame that has a seq to be followed by.
+		st.chained, st.sentEpoch, st.sentSeq = f.Seq > 0, f.Epoch, f.Seq
+	}
+	if err := write(s.conn, func(err error) { s.written(f, err) }); err != nil {
 		s.busy = false
 		f.Release()
 	}
@@ -476,13 +492,23 @@ func (s *session) setInterval(d time.Duration) {
 	}
 }
 
-// track adds syms to the session's subscriptions.
-func (s *session) track(syms []string) {
+// track adds syms to the session's subscriptions with the encoding asked
+// for. A symbol subscribed to again with delta encoding is a resync: its
+// chain is broken and its newest frame will be sent again, whole.
+func (s *session) track(syms []string, delta bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sym := range syms {
-		if s.symbols.get(sym) == nil {
-			s.symbols = append(s.symbols, &symState{sym: sym})
+		st := s.symbols.get(sym)
+		if st == nil {
+			s.symbols = append(s.symbols, &symState{sym: sym, delta: delta})
+			continue
+		}
+		st.delta = delta
+		if delta {
+			// The resent frame starts the pacing grid afresh: counted as
+			// a new slot it would hold the next frame an extra interval.
+			st.chained, st.lastOrder, st.pacer = false, 0, pacer{}
 		}
 	}
 }

@@ -736,7 +736,7 @@ func (h *handler) subscribe(ss *session, m protocol.ClientMessage) {
 		}
 	}
 	ss.mu.Unlock()
-	ss.track(fresh)
+	ss.track(m.Symbols, m.Encoding == protocol.EncodingDelta)
 	latest, err := h.s.hub.Subscribe(ss, m.Symbols, h.s.cfg.MaxSymbols)
 	if err != nil {
 		ss.untrack(fresh)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
 )
 
@@ -132,8 +133,15 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", h.board.ETag(f))
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
+	// ?delta=1 (gateways) also gets the delta from the frame before: both,
+	// one per line. Without it, or without a delta, the frame as it is.
+	if r.URL.Query().Get("delta") == "1" && f.Delta != nil {
+		w.Header().Set("Content-Type", bus.NDJSON)
+		w.Write(bus.JoinPair(f.Delta, f.Bytes))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
 	w.Write(f.Bytes)
 }
 

@@ -130,3 +130,22 @@ func TestWarnings(t *testing.T) {
 		t.Fatalf("readyz without warnings: %q, want an empty list", body)
 	}
 }
+
+// Gateways ask with ?delta=1 and get the delta and the frame, one per line;
+// everyone else, and any frame without a delta, gets the frame alone.
+func TestSnapshotEndpointDeltaPair(t *testing.T) {
+	board := snapshot.NewBoard("ep")
+	srv := httptest.NewServer(New(board, []string{"BTCUSDT"}, http.NotFoundHandler(), http.NotFoundHandler()))
+	defer srv.Close()
+	board.Publish(context.Background(), snapshot.Frame{Symbol: "BTCUSDT", Seq: 1, Bytes: []byte(`{"seq":1}`)})
+	if resp, body := get(t, srv.URL+"/v1/snapshots/BTCUSDT?delta=1", nil); resp.Header.Get("Content-Type") != "application/json" || body != `{"seq":1}` {
+		t.Fatalf("frame without delta: %s %q", resp.Header.Get("Content-Type"), body)
+	}
+	board.Publish(context.Background(), snapshot.Frame{Symbol: "BTCUSDT", Seq: 2, Bytes: []byte(`{"seq":2}`), Delta: []byte(`{"seq":2,"base_seq":1}`)})
+	if resp, body := get(t, srv.URL+"/v1/snapshots/BTCUSDT?delta=1", nil); resp.Header.Get("Content-Type") != "application/x-ndjson" || body != "{\"seq\":2,\"base_seq\":1}\n{\"seq\":2}\n" {
+		t.Fatalf("frame with delta: %s %q", resp.Header.Get("Content-Type"), body)
+	}
+	if resp, body := get(t, srv.URL+"/v1/snapshots/BTCUSDT", nil); resp.Header.Get("Content-Type") != "application/json" || body != `{"seq":2}` {
+		t.Fatalf("without delta=1: %s %q", resp.Header.Get("Content-Type"), body)
+	}
+}

@@ -141,6 +141,6 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 type redisFrames struct{ p *bus.RedisPublisher }
 
 func (r redisFrames) Publish(_ context.Context, f snapshot.Frame) error {
-	r.p.Publish(bus.Frame{Symbol: f.Symbol, Bytes: f.Bytes})
+	r.p.Publish(bus.Frame{Symbol: f.Symbol, Bytes: f.Bytes, Delta: f.Delta})
 	return nil
 }

@@ -13,6 +13,9 @@ type Frame struct {
 	Seq      uint64
 	Produced time.Time
 	Bytes    []byte
+	// Delta is the delta frame from frame Seq-1 to this one (same epoch),
+	// nil for a first frame or when it would be no smaller than Bytes.
+	Delta []byte
 }
 
 // Board holds the newest frame of every symbol and wakes whoever waits for a newer one.

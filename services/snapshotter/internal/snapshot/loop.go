@@ -55,6 +55,8 @@ type state struct {
 	hash    [32]byte
 	seq     uint64
 	levels  []heatmap.Level
+	// published is the payload of frame seq, the base of the next delta.
+	published protocol.SnapshotData
 }
 
 // Loop is the snapshotter's heartbeat.
@@ -161,7 +163,8 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	if _, ok := st.engine.Last(); !ok {
 		return false, nil
 	}
-	data, err := l.encode(sym, st)
+	snap := l.snapshotData(st)
+	data, err := protocol.EncodeSnapshotData(snap)
 	if err != nil {
 		return false, err
 	}
@@ -173,6 +176,19 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	st.seq++
 	f := Frame{Symbol: sym, Seq: st.seq, Produced: l.now()}
 	f.Bytes = protocol.SnapshotFrameEpoch(sym, l.cfg.Epoch, f.Seq, f.Produced, data)
+	if st.seq > 1 {
+		// What changed since the last frame, for clients that keep their
+		// state: typically a few levels of hundreds. Not worth sending when
+		// it is no smaller (a new bin size moves every level).
+		dd, err := protocol.EncodeDeltaData(protocol.Diff(st.published, snap))
+		if err != nil {
+			return false, err
+		}
+		if delta := protocol.DeltaFrame(sym, l.cfg.Epoch, f.Seq, f.Seq-1, f.Produced, dd); len(delta) < len(f.Bytes) {
+			f.Delta = delta
+		}
+	}
+	st.published = snap
 	for _, p := range l.pubs {
 		if err := p.Publish(ctx, f); err != nil {
 			l.log.Error("publish failed", logging.KeySymbol, sym, "seq", f.Seq, logging.KeyErr, err)
@@ -181,8 +197,8 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	return true, nil
 }
 
-// encode renders the engine's current state as a snapshot payload.
-func (l *Loop) encode(sym string, st *state) ([]byte, error) {
+// snapshotData renders the engine's current state as a snapshot payload.
+func (l *Loop) snapshotData(st *state) protocol.SnapshotData {
 	p := st.engine.Params()
 	st.levels = st.engine.AppendLevels(st.levels[:0])
 	long, short := st.engine.Totals()
@@ -191,7 +207,7 @@ func (l *Loop) encode(sym string, st *state) ([]byte, error) {
 		levels[i] = protocol.Level{Price: lv.Price, LongDensity: lv.LongDensity, ShortDensity: lv.ShortDensity}
 	}
 	c, _ := st.engine.Last()
-	return protocol.EncodeSnapshotData(protocol.SnapshotData{
+	return protocol.SnapshotData{
 		Levels:            levels,
 		CurrentPrice:      c.Close,
 		PositionsCreated:  long.Created + short.Created,
@@ -206,5 +222,5 @@ func (l *Loop) encode(sym string, st *state) ([]byte, error) {
 			OpenTime: protocol.FormatTime(c.OpenTime), Open: c.Open, High: c.High,
 			Low: c.Low, Close: c.Close, Volume: c.Volume,
 		},
-	})
+	}
 }
