@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X github.com/liqstream/liqstream/pkg/buildinfo.Version=$(VERSION) -X github.com/liqstream/liqstream/pkg/buildinfo.Revision=$(REVISION)
 
-.PHONY: all build run fleet test k6check promcheck bench fuzz lint fmt vet tidy clean screenshot loadtest loadtest-bin soak
+.PHONY: all build run fleet test faults k6check promcheck bench fuzz lint fmt vet tidy clean screenshot loadtest loadtest-bin soak
 
 all: build
 
@@ -37,6 +37,9 @@ test: ## every test of every module, the k6 scenarios type-checked, and the smok
 	@$(MAKE) --no-print-directory k6check
 	@$(MAKE) --no-print-directory promcheck
 	@$(MAKE) --no-print-directory loadtest LOAD=smoke
+
+faults: ## the crash and fault tests in full (make test runs short versions): >= 20 kills -9 each during demo seed, archive import and live ingest; fleet faults under 500 clients; 200 week-long history requests
+	cd e2e && LIQSTREAM_FAULTS_FULL=1 $(GO) test -count=1 -timeout 60m -run 'TestCrash|TestFleetFaults|TestHistoryUnderHostileLoad' -v .
 
 k6check: ## type-check loadtest/k6 against @types/k6 (no k6 binary: it is AGPL; see docs/LOADTEST.md)
 	@echo "== tsc loadtest/k6"

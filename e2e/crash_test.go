@@ -27,6 +27,33 @@ func startCrashProc(t *testing.T, db string) *testenv.Proc {
 		fmt.Sprintf("--demo.days=%d", crashDays), "--simulator.enabled=false", "--log_summary_interval=1h")
 }
 
+// faultKills is how many kills a crash test must land: short under make
+// test, full (at least 20) with LIQSTREAM_FAULTS_FULL=1, as make faults sets.
+func faultKills(t *testing.T, short, full int) int {
+	t.Helper()
+	if os.Getenv("LIQSTREAM_FAULTS_FULL") == "1" {
+		t.Logf("full run (LIQSTREAM_FAULTS_FULL=1): %d kills", full)
+		return full
+	}
+	t.Logf("short run: %d kills (LIQSTREAM_FAULTS_FULL=1 for %d)", short, full)
+	return short
+}
+
+// crashRand is the source of a crash test's kill delays, seeded from the
+// clock or CRASH_SEED; the seed is logged so a failing run can be repeated.
+// stream tells the tests apart.
+func crashRand(t *testing.T, stream uint64) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CRASH_SEED"); s != "" {
+		if _, err := fmt.Sscan(s, &seed); err != nil {
+			t.Fatalf("CRASH_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("kill delays from seed %d (CRASH_SEED=%d to repeat)", seed, seed)
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
 type storeCounts struct {
 	Klines       int64 `json:"klines"`
 	OpenInterest int64 `json:"open_interest"`
@@ -91,7 +118,8 @@ func TestCrashDuringDemoSeed(t *testing.T) {
 	}
 	// At least this many kills must land while seeding; kills after a store
 	// finished seeding count too but move on to a fresh store.
-	const kills, maxRuns = 24, 60
+	kills := faultKills(t, 6, 24)
+	maxRuns := kills * 5 / 2
 	nSymbols := int64(len(strings.Split(crashSymbols, ",")))
 	n := int64(crashDays * 24 * 12)
 	dir := t.TempDir()
@@ -114,12 +142,7 @@ func TestCrashDuringDemoSeed(t *testing.T) {
 	}
 	t.Logf("clean seed of %d symbols x %d candles: %s", nSymbols, n, window.Round(time.Millisecond))
 
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CRASH_SEED"); s != "" {
-		fmt.Sscan(s, &seed)
-	}
-	t.Logf("kill delays from seed %d (CRASH_SEED=%d to repeat)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 15))
+	rng := crashRand(t, 15)
 
 	store, stores := "", 0
 	inSeed := 0

@@ -71,12 +71,12 @@ func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // LiveStore is the part of the store the live source reads and writes; the
-// upserts record the change log, so the compute loop sees new rows.
+// upsert records the change log, so the compute loop sees new rows. Upsert
+// stores candles and open interest in one transaction.
 type LiveStore interface {
 	LastKline(ctx context.Context, symbol, interval string) (store.Kline, bool, error)
 	LastOpenInterest(ctx context.Context, symbol string) (store.OpenInterest, bool, error)
-	UpsertKlines(ctx context.Context, ks []store.Kline) error
-	UpsertOpenInterest(ctx context.Context, ois []store.OpenInterest) error
+	Upsert(ctx context.Context, ks []store.Kline, ois []store.OpenInterest) error
 }
 
 // Error kinds counted in Stats.Errors.
@@ -281,6 +281,11 @@ func retryable(kind string) bool {
 	return false
 }
 
+// pollSymbol fetches what is new of sym and stores it as one batch: every
+// page of candles and window of open interest of the poll in one Upsert, so
+// a crash leaves all of it or none, never candles without their open
+// interest. The cursors move on a copy, kept only once the batch is stored;
+// a failed fetch or write leaves them for the next poll to start over.
 func (b *Binance) pollSymbol(ctx context.Context, sym string, s *symbolState) error {
 	now := b.clk.Now().UTC()
 	if !s.ready {
@@ -288,11 +293,29 @@ func (b *Binance) pollSymbol(ctx context.Context, sym string, s *symbolState) er
 			return err
 		}
 	}
-	if err := b.pollKlines(ctx, sym, s, now); err != nil {
+	next := *s
+	ks, err := b.pollKlines(ctx, sym, &next, now)
+	if err != nil {
 		return err
 	}
-	if s.oiLast.IsZero() || !now.Before(s.oiLast.Add(b.period)) {
-		return b.pollOI(ctx, sym, s, now)
+	var ois []store.OpenInterest
+	if next.oiLast.IsZero() || !now.Before(next.oiLast.Add(b.period)) {
+		if ois, err = b.pollOI(ctx, sym, &next, now); err != nil {
+			return err
+		}
+	}
+	if err := b.st.Upsert(ctx, ks, ois); err != nil {
+		return &storeError{err}
+	}
+	*s = next
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stats.KlinesWritten += uint64(len(ks))
+	b.stats.OpenInterestWritten += uint64(len(ois))
+	if len(ks) > 0 {
+		if last := ks[len(ks)-1].OpenTime; last.After(b.stats.NewestCandle[sym]) {
+			b.stats.NewestCandle[sym] = last
+		}
 	}
 	return nil
 }
@@ -339,10 +362,11 @@ func alignDown(t time.Time, step time.Duration) time.Time {
 	return time.UnixMicro(us - us%step.Microseconds()).UTC()
 }
 
-// pollKlines fetches from klineNext on, page by page, and leaves klineNext at
-// the newest candle, which is the open one once caught up: every poll
-// refreshes it.
-func (b *Binance) pollKlines(ctx context.Context, sym string, s *symbolState, now time.Time) error {
+// pollKlines fetches from klineNext on, page by page, returns the candles for
+// pollSymbol to store, and leaves klineNext at the newest candle, which is
+// the open one once caught up: every poll refreshes it.
+func (b *Binance) pollKlines(ctx context.Context, sym string, s *symbolState, now time.Time) ([]store.Kline, error) {
+	var all []store.Kline
 	start := s.klineNext
 	for {
 		// Binance weighs a klines request by its limit (1 below 100, 10 above
@@ -351,36 +375,30 @@ func (b *Binance) pollKlines(ctx context.Context, sym string, s *symbolState, no
 		limit = max(limit, 1)
 		ks, err := b.fetchKlines(ctx, sym, start, limit)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(ks) == 0 {
-			return nil
+			return all, nil
 		}
-		if err := b.st.UpsertKlines(ctx, ks); err != nil {
-			return &storeError{err}
-		}
+		all = append(all, ks...)
 		last := ks[len(ks)-1].OpenTime
-		b.mu.Lock()
-		b.stats.KlinesWritten += uint64(len(ks))
-		if last.After(b.stats.NewestCandle[sym]) {
-			b.stats.NewestCandle[sym] = last
-		}
-		b.mu.Unlock()
 		if last.After(s.klineNext) {
 			s.klineNext = last
 		}
 		if len(ks) < limit || !last.After(start) {
-			return nil
+			return all, nil
 		}
 		start = last.Add(b.step)
 	}
 }
 
 // pollOI fetches openInterestHist in windows of OILimit periods from oiNext
-// to now. Windows, rather than startTime alone, because Binance answers a
-// bare startTime with the newest rows; and an empty window (an outage on
-// Binance's side) is stepped over instead of being asked for forever.
-func (b *Binance) pollOI(ctx context.Context, sym string, s *symbolState, now time.Time) error {
+// to now and returns the observations for pollSymbol to store. Windows,
+// rather than startTime alone, because Binance answers a bare startTime with
+// the newest rows; and an empty window (an outage on Binance's side) is
+// stepped over instead of being asked for forever.
+func (b *Binance) pollOI(ctx context.Context, sym string, s *symbolState, now time.Time) ([]store.OpenInterest, error) {
+	var all []store.OpenInterest
 	// Checked on every poll, not only at start: after a long pause (an
 	// outage, a suspended VM) the cursor falls out of what Binance serves,
 	// and its 400 for a too-old start would repeat forever.
@@ -396,31 +414,24 @@ func (b *Binance) pollOI(ctx context.Context, sym string, s *symbolState, now ti
 		}
 		ois, err := b.fetchOI(ctx, sym, start, end)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if len(ois) > 0 {
-			if err := b.st.UpsertOpenInterest(ctx, ois); err != nil {
-				return &storeError{err}
-			}
-			b.mu.Lock()
-			b.stats.OpenInterestWritten += uint64(len(ois))
-			b.mu.Unlock()
-			for _, o := range ois {
-				if o.TS.After(s.oiLast) {
-					s.oiLast = o.TS
-				}
+		all = append(all, ois...)
+		for _, o := range ois {
+			if o.TS.After(s.oiLast) {
+				s.oiLast = o.TS
 			}
 		}
 		if end.Equal(now) {
 			// The newest observation may not be published yet: ask again
 			// from just after the last one seen.
 			s.oiNext = later(start, s.oiLast.Add(time.Millisecond))
-			return nil
+			return all, nil
 		}
 		start = end.Add(time.Millisecond)
 		s.oiNext = start
 	}
-	return nil
+	return all, nil
 }
 
 // storeError marks a failure of the store rather than of Binance.
