@@ -117,17 +117,7 @@ func EncodeDeltaData(d DeltaData) ([]byte, error) {
 // the frame of baseSeq (same epoch). Its envelope matches SnapshotFrameEpoch's,
 // with "base_seq" before "data" so relays can peek it.
 func DeltaFrame(symbol string, epoch, seq, baseSeq uint64, ts time.Time, data []byte) []byte {
-	b := make([]byte, 0, len(data)+160)
-	b = append(b, `{"type":"delta","symbol":`...)
-	b = strconv.AppendQuote(b, symbol)
-	b = append(b, `,"timestamp":"`...)
-	b = append(b, FormatTime(ts)...)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	if epoch > 0 {
-		b = append(b, `,"epoch":`...)
-		b = strconv.AppendUint(b, epoch, 10)
-	}
+	b := appendHead(make([]byte, 0, len(data)+160), TypeDelta, symbol, epoch, seq, ts)
 	b = append(b, `,"base_seq":`...)
 	b = strconv.AppendUint(b, baseSeq, 10)
 	b = append(b, `,"data":`...)

@@ -273,8 +273,18 @@ func SnapshotFrame(symbol string, seq uint64, ts time.Time, data []byte) []byte 
 // agreement between the clocks of a producer and its successor; epoch 0 is
 // left out of the frame (a producer without one orders by timestamp).
 func SnapshotFrameEpoch(symbol string, epoch, seq uint64, ts time.Time, data []byte) []byte {
-	b := make([]byte, 0, len(data)+144)
-	b = append(b, `{"type":"snapshot","symbol":`...)
+	b := appendHead(make([]byte, 0, len(data)+144), TypeSnapshot, symbol, epoch, seq, ts)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// appendHead appends a frame's envelope up to (not including) "data": the
+// fields relays peek, in the order the Peek functions rely on.
+func appendHead(b []byte, typ, symbol string, epoch, seq uint64, ts time.Time) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","symbol":`...)
 	b = strconv.AppendQuote(b, symbol)
 	b = append(b, `,"timestamp":"`...)
 	b = append(b, FormatTime(ts)...)
@@ -284,9 +294,7 @@ func SnapshotFrameEpoch(symbol string, epoch, seq uint64, ts time.Time, data []b
 		b = append(b, `,"epoch":`...)
 		b = strconv.AppendUint(b, epoch, 10)
 	}
-	b = append(b, `,"data":`...)
-	b = append(b, data...)
-	return append(b, '}')
+	return b
 }
 
 // EncodeSnapshot encodes a whole snapshot frame produced at ts.

@@ -246,27 +246,38 @@ func TestWriteRetryStopsWithContext(t *testing.T) {
 	}
 }
 
+// diskStore opens a store on an 8 MiB tmpfs (a temp dir where none can be
+// mounted: real is false) holding 10 ETHUSDT rows, watched by observe.
+func diskStore(t *testing.T) (dir, path string, real bool, s *Store, lines *logLines, waits *[]time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	dir, real = tmpfs(t, 8<<20)
+	if !real {
+		dir = t.TempDir()
+	}
+	path = filepath.Join(dir, "store.duckdb")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, waits = observe(t, s)
+	old, oldOI := seedRows("ETHUSDT", 10)
+	if err := s.Upsert(ctx, old, oldOI); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return dir, path, real, s, lines, waits
+}
+
 // A real full disk (a tmpfs filled to the last byte): the commit cannot
 // write DuckDB's WAL, every try fails, nothing of the batch is stored, and
 // with space freed the same write lands and survives a reopen. Where no
 // tmpfs can be mounted the fault is injected at the commit instead.
 func TestWriteDiskFull(t *testing.T) {
 	ctx := context.Background()
-	dir, real := tmpfs(t, 8<<20)
-	if !real {
-		dir = t.TempDir()
-	}
-	path := filepath.Join(dir, "store.duckdb")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, path, real, s, lines, _ := diskStore(t)
 	defer func() { s.Close() }()
-	lines, _ := observe(t, s)
-	old, oldOI := seedRows("ETHUSDT", 10)
-	if err := s.Upsert(ctx, old, oldOI); err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	ks, ois := seedRows("BTCUSDT", 2000)
 	free := func() {}
 	if real {
@@ -328,21 +339,9 @@ func TestWriteDiskFull(t *testing.T) {
 // there whole after a reopen.
 func TestWriteInvalidatedStopsRetrying(t *testing.T) {
 	ctx := context.Background()
-	dir, real := tmpfs(t, 8<<20)
-	if !real {
-		dir = t.TempDir()
-	}
-	path := filepath.Join(dir, "store.duckdb")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, path, real, s, lines, waits := diskStore(t)
 	defer func() { s.Close() }()
-	lines, waits := observe(t, s)
-	old, oldOI := seedRows("ETHUSDT", 10)
-	if err := s.Upsert(ctx, old, oldOI); err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	ks, ois := seedRows("BTCUSDT", 20)
 	free := func() {}
 	if real {
