@@ -25,6 +25,7 @@ type Metrics struct {
 	Connects          *prometheus.CounterVec // result: accepted, refused_total_cap, refused_ip_cap, refused_origin, refused_draining, upgrade_failed
 	Disconnects       *prometheus.CounterVec // reason: client, idle, slow_consumer, rate_limited, oversize, drain, error
 	MessagesSent      *prometheus.CounterVec // symbol
+	DeltasSent        prometheus.Counter     // of MessagesSent, those written as delta frames
 	FramesDropped     *prometheus.CounterVec // reason: conflated, queue_full
 	SlowConsumers     prometheus.Counter
 	BroadcastDuration *prometheus.HistogramVec // symbol
@@ -67,6 +68,8 @@ func New() *Metrics {
 			Name: "ws_connections_total", Help: "WebSocket upgrade attempts by result."}, []string{"result"}),
 		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ws_disconnects_total", Help: "Closed WebSocket connections by reason."}, []string{"reason"}),
+		DeltasSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ws_delta_frames_sent_total", Help: "Snapshot frames written as delta frames (clients that subscribed with encoding delta, chain unbroken); also counted in ws_messages_sent_total."}),
 		MessagesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ws_messages_sent_total", Help: "Snapshot frames written to clients."}, []string{"symbol"}),
 		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -93,7 +96,7 @@ func New() *Metrics {
 		symbols:   map[string]bool{},
 		lastStamp: map[string]time.Time{},
 	}
-	r.MustRegister(m.ActiveConnections, m.Connects, m.Disconnects, m.MessagesSent, m.FramesDropped,
+	r.MustRegister(m.ActiveConnections, m.Connects, m.Disconnects, m.MessagesSent, m.DeltasSent, m.FramesDropped,
 		m.SlowConsumers, m.BroadcastDuration, m.DeliveryLatency, m.FrameBytes, m.ClientErrors, m.FramesReceived,
 		m.LastFrame, m.MaxConnections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

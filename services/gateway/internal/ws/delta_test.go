@@ -133,6 +133,10 @@ func TestDeltaChainAndItsBreaks(t *testing.T) {
 	dc2 := dial(t, f.url, wsclient.Options{})
 	subscribeDelta(t, f, dc2, 1)
 	want(dc2, "reconnect", "snapshot", 3, 7)
+	// The deltas read above: 3 in the chain, 7, 2/2, 3/4 and 3/7.
+	if n := counter(f.m.DeltasSent); n != 7 {
+		t.Fatalf("ws_delta_frames_sent_total %v, want the 7 deltas written", n)
+	}
 }
 
 // TestDeltaNeverSkipsAFrameItNeeds: a client too slow to read loses frames

@@ -340,15 +340,21 @@ func (s *session) startLocked(now time.Time) {
 	}
 	f := s.queue[0]
 	s.queue = s.queue[1:]
-	write := f.WriteTo
+	write, done := f.WriteTo, func(err error) { s.written(f, err) }
 	if st := s.symbols.get(f.Symbol); st != nil {
 		if st.delta && st.chained && f.Follows(st.sentEpoch, st.sentSeq) {
 			write = f.WriteDeltaTo
+			done = func(err error) {
+				if err == nil {
+					s.srv.metrics.DeltasSent.Inc()
+				}
+				s.written(f, err)
+			}
 		}
 		// Chained only to a frame that has a seq to be followed by.
 		st.chained, st.sentEpoch, st.sentSeq = f.Seq > 0, f.Epoch, f.Seq
 	}
-	if err := write(s.conn, func(err error) { s.written(f, err) }); err != nil {
+	if err := write(s.conn, done); err != nil {
 		s.busy = false
 		f.Release()
 	}
