@@ -67,8 +67,8 @@ loadtest-bin:
 # The standard load regenerates its section of docs/PERFORMANCE.md; the
 # smoke load (part of make test) only checks that every client connected and
 # got every frame in order, and writes no doc.
-loadtest: loadtest-bin ## LOAD=standard (~20 min, regenerates docs/PERFORMANCE.md) or LOAD=smoke (~1 min); gateway vs the floor, real redis-server and nginx; see docs/LOADTEST.md
-	bin/loadrun -load $(LOAD) -out bin/loadtest-$(LOAD).json $(if $(filter standard,$(LOAD)),-doc docs/PERFORMANCE.md) -via "make loadtest LOAD=$(LOAD)" $(LOADRUN_FLAGS)
+loadtest: loadtest-bin ## LOAD=standard (~20 min, regenerates docs/PERFORMANCE.md), LOAD=delta (~12 min, full frames vs deltas ± deflate at 10,000 and 5,000 clients, regenerates its section) or LOAD=smoke (~1 min); gateway vs the floor, real redis-server and nginx; see docs/LOADTEST.md
+	bin/loadrun -load $(LOAD) -out bin/loadtest-$(LOAD).json $(if $(filter standard delta,$(LOAD)),-doc docs/PERFORMANCE.md) -via "make loadtest LOAD=$(LOAD)" $(LOADRUN_FLAGS)
 
 soak: loadtest-bin ## 1,000 clients on one gateway for SOAK (30m): RSS, goroutines and fds each minute; regenerates its section of docs/PERFORMANCE.md
 	bin/loadrun -load soak -soak $(SOAK) -out bin/loadtest-soak.json -doc docs/PERFORMANCE.md -via "make soak SOAK=$(SOAK)" $(LOADRUN_FLAGS)

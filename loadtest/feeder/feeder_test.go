@@ -64,10 +64,12 @@ func TestGatewaySourceLongPollsTheFeeder(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string][]string{}
+	deltas := map[string][]bool{}
 	frames := make(chan struct{}, 16)
 	go src.Run(ctx, syms, func(fr bus.Frame) {
 		mu.Lock()
 		got[fr.Symbol] = append(got[fr.Symbol], string(fr.Bytes[:min(len(fr.Bytes), 120)]))
+		deltas[fr.Symbol] = append(deltas[fr.Symbol], fr.Delta != nil && bus.SameFrame(fr.Delta, fr.Bytes))
 		mu.Unlock()
 		frames <- struct{}{}
 	})
@@ -90,6 +92,10 @@ func TestGatewaySourceLongPollsTheFeeder(t *testing.T) {
 	for _, sym := range syms {
 		if len(got[sym]) != 2 || !strings.Contains(got[sym][0], `"seq":1`) || !strings.Contains(got[sym][1], `"seq":2`) {
 			t.Errorf("%s: got %q, want seq 1 then 2", sym, got[sym])
+		}
+		// The long poll asks ?delta=1: seq 2 comes with its delta, as from a snapshotter.
+		if d := deltas[sym]; len(d) != 2 || d[0] || !d[1] {
+			t.Errorf("%s: with a delta %v, want seq 1 without and seq 2 with", sym, d)
 		}
 	}
 }
@@ -130,5 +136,26 @@ func TestLongPollAnswers(t *testing.T) {
 		if tc.code == http.StatusOK && strings.HasPrefix(tc.path, "/v1/snapshots") && resp.Header.Get("ETag") != `"feeder-1"` {
 			t.Errorf("GET %s: ETag %q, want \"feeder-1\"", tc.path, resp.Header.Get("ETag"))
 		}
+	}
+}
+
+func TestPunctualityCountsLateAndSkippedRounds(t *testing.T) {
+	f, err := New([]string{"BTCUSDT"}, time.Second, 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	f.recordTick(t0, 5*time.Millisecond, time.Time{})
+	f.recordTick(t0.Add(time.Second), 20*time.Millisecond, t0)
+	// Two ticks dropped while the feeder was busy, then one 300 ms late.
+	f.recordTick(t0.Add(4*time.Second), 300*time.Millisecond, t0.Add(time.Second))
+	if p := f.Punctuality(); p.Ticks != 3 || p.LateTicks != 1 || p.SkippedTicks != 2 || p.MaxLateMs != 300 {
+		t.Errorf("punctuality %+v; want 3 ticks, 1 late, 2 skipped, at most 300 ms late", p)
+	}
+	if p := f.PunctualitySince(t0.Add(500 * time.Millisecond)); p.Ticks != 2 || p.LateTicks != 1 || p.MaxLateMs != 300 {
+		t.Errorf("since t0+0.5s: %+v; want the last 2 ticks", p)
+	}
+	if p := f.PunctualitySince(t0.Add(5 * time.Second)); p.Ticks != 0 || p.MaxLateMs != 0 {
+		t.Errorf("since after the last tick: %+v; want nothing", p)
 	}
 }

@@ -24,6 +24,9 @@ type Sample struct {
 	HWMK  int64 // VmHWM, peak RSS, KiB
 	Ticks int64 // utime + stime, clock ticks
 	FDs   int
+	// WChar is the bytes the process has handed to write calls, sockets
+	// included (/proc/PID/io wchar); 0 when unreadable.
+	WChar int64
 }
 
 // Read samples pid; an error means the process is gone or unreadable.
@@ -52,7 +55,31 @@ func Read(pid int) (Sample, error) {
 	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 		s.FDs = len(fds)
 	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		s.WChar = parseWChar(io)
+	}
 	return s, nil
+}
+
+// parseWChar reads the wchar line of /proc/PID/io.
+func parseWChar(b []byte) int64 {
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// WritePerSecond is the bytes a process handed to write calls per second
+// between two samples.
+func WritePerSecond(a, b Sample) float64 {
+	el := b.At.Sub(a.At).Seconds()
+	if el <= 0 || b.WChar < a.WChar {
+		return 0
+	}
+	return float64(b.WChar-a.WChar) / el
 }
 
 // ticks is utime+stime of pid.
@@ -124,6 +151,7 @@ func Group(pids []int) (Sample, error) {
 			return g, err
 		}
 		g.At, g.RSSK, g.HWMK, g.Ticks, g.FDs = s.At, g.RSSK+s.RSSK, g.HWMK+s.HWMK, g.Ticks+s.Ticks, g.FDs+s.FDs
+		g.WChar += s.WChar
 	}
 	return g, nil
 }

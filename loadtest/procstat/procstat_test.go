@@ -62,3 +62,13 @@ func TestBusyPercent(t *testing.T) {
 		t.Errorf("BusyPercent = %g, want 75", got)
 	}
 }
+
+func TestParseWChar(t *testing.T) {
+	io := "rchar: 1234\nwchar: 987654321\nsyscr: 5\nsyscw: 6\nread_bytes: 0\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n"
+	if got := parseWChar([]byte(io)); got != 987654321 {
+		t.Errorf("wchar = %d, want 987654321 (not write_bytes, which counts only storage)", got)
+	}
+	if got := parseWChar([]byte("rchar: 1\n")); got != 0 {
+		t.Errorf("no wchar line: %d, want 0", got)
+	}
+}

@@ -30,6 +30,16 @@ type RatioPair struct {
 	HeapLive   float64 `json:"heap_live_per_conn"`
 }
 
+// RatioFull is a run's numbers divided by the mean of the same kind's
+// full-frame runs without deflate (the delta scenario).
+type RatioFull struct {
+	WireBytes    float64 `json:"wire_bytes"`
+	PayloadBytes float64 `json:"payload_bytes"`
+	CPU          float64 `json:"cpu"`
+	P50          float64 `json:"latency_p50"`
+	P99          float64 `json:"latency_p99"`
+}
+
 // Failed lists the hard checks that were missed.
 func (r *Report) Failed() []string {
 	var out []string
@@ -86,6 +96,16 @@ func ratio(a, b float64) float64 {
 	return math.Round(100*a/b) / 100
 }
 
+// ratio3 is ratio to three decimals: bytes of deltas are a few hundredths.
+func ratio3(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return math.Round(1000*a/b) / 1000
+}
+
+func wire(r *Run) float64    { return r.Window.Fast.BytesPerClientPerS }
+func payload(r *Run) float64 { return r.Window.Fast.PayloadBytesPerClientPerS }
 func p99(r *Run) float64     { return r.Window.Fast.Latency.P99 }
 func p50(r *Run) float64     { return r.Window.Fast.Latency.P50 }
 func cpu(r *Run) float64     { return r.Server.CPUPct }
@@ -111,6 +131,12 @@ func evaluate(rep *Report) {
 		add := func(target, what, want, got string, met, hard bool) {
 			res.Checks = append(res.Checks, Check{Target: target, What: what, Want: want, Got: got, Met: met, Hard: hard})
 		}
+		withDelta := false
+		for _, run := range res.Runs {
+			if _, _, d := parse(run.Target); d {
+				withDelta = true
+			}
+		}
 		// Correctness, on every run.
 		for _, run := range res.Runs {
 			c, w := run.Connect, run.Window
@@ -126,6 +152,44 @@ func evaluate(rep *Report) {
 			least := int64(float64(w.Fast.FramesExpected) * (1 - 1.5*every/w.Seconds))
 			add(run.Target, "frames read (fast clients)", fmt.Sprintf("≥ %d (of %d expected)", least, w.Fast.FramesExpected),
 				fmt.Sprint(w.Fast.Frames), w.Fast.Frames >= least && w.Fast.Frames > 0, true)
+			// The feeder shares the load generator's process: a late or
+			// skipped round says the generator, not the target, was short of CPU.
+			pr := run.Producer
+			add(run.Target, "feeder rounds late (> a tenth of the interval) or skipped in the window", "0",
+				fmt.Sprintf("%d late of %d (latest %.0f ms), %d skipped", pr.LateTicks, pr.Ticks, pr.MaxLateMs, pr.SkippedTicks),
+				pr.LateTicks == 0 && pr.SkippedTicks == 0, false)
+			if !withDelta {
+				continue
+			}
+			if _, _, delta := parse(run.Target); delta {
+				// A delta whose base the client does not hold is one it could not apply.
+				add(run.Target, "delta chain violations (fast clients)", "0", fmt.Sprintf("%d of %d deltas", w.Fast.ChainBreaks, w.Fast.Deltas), w.Fast.ChainBreaks == 0, true)
+				add(run.Target, "delta frames read (fast clients)", "> 0", fmt.Sprint(w.Fast.Deltas), w.Fast.Deltas > 0, true)
+				share := 0.0
+				if w.Fast.Frames > 0 {
+					share = float64(w.Fast.Deltas) / float64(w.Fast.Frames)
+				}
+				add(run.Target, "frames sent as deltas", "≥ 90 %", fmt.Sprintf("%.1f %%", 100*share), share >= 0.9, false)
+			} else {
+				add(run.Target, "delta frames to clients that asked for full frames", "0", fmt.Sprint(w.Fast.Deltas), w.Fast.Deltas == 0, true)
+			}
+		}
+		if withDelta {
+			res.ToFull = map[string]RatioFull{}
+			for _, run := range res.Runs {
+				k, deflate, delta := parse(run.Target)
+				full := func(v func(*Run) float64) float64 { return res.floorMeanOf(k, v) }
+				if (!deflate && !delta) || full(p99) == 0 {
+					continue
+				}
+				q := RatioFull{WireBytes: ratio3(wire(run), full(wire)), PayloadBytes: ratio3(payload(run), full(payload)),
+					CPU: ratio(cpu(run), full(cpu)), P50: ratio(p50(run), full(p50)), P99: ratio(p99(run), full(p99))}
+				res.ToFull[run.Target] = q
+				add(run.Target, "bytes per client per second on the wire / full frames'", "reported",
+					fmt.Sprintf("%.3f× (%.2f / %.2f KB/s)", q.WireBytes, wire(run)/1024, full(wire)/1024), true, false)
+				add(run.Target, "gateway CPU / full frames'", "reported", fmt.Sprintf("%.2f× (%.1f / %.1f %%)", q.CPU, cpu(run), full(cpu)), true, false)
+				add(run.Target, "p99 / full frames'", "reported", fmt.Sprintf("%.2f× (%.1f / %.1f ms)", q.P99, p99(run), full(p99)), true, false)
+			}
 		}
 		gw := res.run(Gateway)
 		withFloor := res.floorMean(p99) > 0

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -289,4 +291,79 @@ func disconnects(url string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// buckets is a Prometheus histogram's cumulative counts by upper bound.
+type buckets map[float64]float64
+
+// histogram reads the buckets of the histogram name (without labels) from
+// a /metrics page; nil when unreachable.
+func histogram(url, name string) buckets {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := buckets{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	prefix := name + `_bucket{le="`
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		le, value, ok := strings.Cut(rest, `"} `)
+		bound, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		v, err2 := strconv.ParseFloat(value, 64)
+		if ok && err1 == nil && err2 == nil {
+			out[bound] += v
+		}
+	}
+	return out
+}
+
+// add sums b into h (several gateways' histograms).
+func (h buckets) add(b buckets) {
+	for k, v := range b {
+		h[k] += v
+	}
+}
+
+// since is what was observed between then and h.
+func (h buckets) since(then buckets) buckets {
+	out := buckets{}
+	for k, v := range h {
+		out[k] = v - then[k]
+	}
+	return out
+}
+
+// quantile is q of the observations, interpolated linearly within its
+// bucket as Prometheus's histogram_quantile does; 0 without observations.
+// An answer in the +Inf bucket is the highest finite bound.
+func (h buckets) quantile(q float64) float64 {
+	bounds := make([]float64, 0, len(h))
+	for k := range h {
+		bounds = append(bounds, k)
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 || h[bounds[len(bounds)-1]] <= 0 {
+		return 0
+	}
+	rank := q * h[bounds[len(bounds)-1]]
+	lower, below := 0.0, 0.0
+	for _, b := range bounds {
+		if h[b] >= rank {
+			if math.IsInf(b, 1) {
+				return lower
+			}
+			if h[b] == below {
+				return b
+			}
+			return lower + (b-lower)*(rank-below)/(h[b]-below)
+		}
+		lower, below = b, h[b]
+	}
+	return lower
 }

@@ -30,6 +30,9 @@ func (rep *Report) Markdown() string {
 				r.Target, r.Connect.Connected, r.Connect.Attempted, f.Latency.P50, f.Latency.P99, f.Latency.Max, f.Frames, f.FramesExpected,
 				gaps, f.BytesPerClientPerS/1024, r.Server.CPUPct, r.Server.RSSPerConnK, r.HeapLivePerK, r.Server.Goroutines)
 		}
+		if len(res.ToFull) > 0 {
+			writeEncodings(&b, res, m.Cores)
+		}
 		if len(res.Ratios) > 0 {
 			b.WriteString("\n| ÷ floor (mean of the floor runs) | p50 | p99 | CPU | RSS / conn | live heap / conn |\n| --- | --- | --- | --- | --- | --- |\n")
 			for _, r := range res.Runs {
@@ -70,6 +73,39 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// writeEncodings is the delta scenario's table: each run by what its
+// clients asked for, beside the full-frame runs of the same target kind.
+func writeEncodings(b *strings.Builder, res *Result, cores int) {
+	fmt.Fprintf(b, "\nBy encoding: bytes per client per second as messages (what the application reads; inflated under deflate) and on the wire "+
+		"(read off the client's socket: WebSocket framing included, compressed under deflate), and what the gateway handed to write() per client "+
+		"(/proc/PID/io wchar over the clients); CPU in cores of this machine's %d; latency as the clients read it and as the gateway wrote it "+
+		"(its ws_delivery_latency_seconds over the window, power-of-two buckets interpolated: free of the clients' own reading and inflating); "+
+		"ratios to the mean of the full-frame runs.\n\n", cores)
+	b.WriteString("| config | target | clients | messages KB/s per client | wire KB/s per client | gateway write() KB/s per client | gateway CPU (cores) | p50 / p99 ms (clients) | p50 / p99 ms (gateway, write done) | frames lost (seq gaps) | delta frames (share) | chain violations | wire ÷ full | CPU ÷ full | p99 ÷ full |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range res.Runs {
+		k, _, _ := parse(r.Target)
+		full := func(v func(*Run) float64) float64 { return res.floorMeanOf(k, v) }
+		f := r.Window.Fast
+		share := 0.0
+		if f.Frames > 0 {
+			share = 100 * float64(f.Deltas) / float64(f.Frames)
+		}
+		gwWrite := 0.0
+		if r.Connect.Connected > 0 {
+			gwWrite = r.Server.WriteBytesPerS / float64(r.Connect.Connected) / 1024
+		}
+		gwLat := "n/a"
+		if gl := r.GatewayLatency; gl != nil {
+			gwLat = fmt.Sprintf("%.1f / %.1f", gl.P50, gl.P99)
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %.2f | %.2f | %.2f | %.2f | %.1f / %.1f | %s | %d | %d (%.1f %%) | %d | %.3f× | %.2f× | %.2f× |\n",
+			configName(r.Target), r.Target, r.Connect.Connected, payload(r)/1024, wire(r)/1024, gwWrite, cpu(r)/100,
+			f.Latency.P50, f.Latency.P99, gwLat, f.Gaps, f.Deltas, share, f.ChainBreaks,
+			ratio3(wire(r), full(wire)), ratio(cpu(r), full(cpu)), ratio(p99(r), full(p99)))
+	}
 }
 
 // markers delimit the generated section of a load in the performance page.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,8 +29,12 @@ type Options struct {
 	FrameBytes           int      // size of each snapshot frame
 	ProfileDir           string   // CPU profiles land here; empty: a temp dir
 	GatewayArgs          []string // extra flags for every gateway, e.g. to compare a setting
-	KeepLogs             bool
-	Log                  io.Writer // progress lines
+	// RegenerateFrames makes the feeder draw every level afresh each round
+	// (no deltas), as it did before deltas; by default its frames evolve
+	// as the snapshotter's and carry deltas (package feeder).
+	RegenerateFrames bool
+	KeepLogs         bool
+	Log              io.Writer // progress lines
 }
 
 // Report is everything one invocation measured.
@@ -49,6 +54,8 @@ type Result struct {
 	Producer feeder.Punctuality   `json:"producer"`
 	Checks   []Check              `json:"checks"`
 	Ratios   map[string]RatioPair `json:"ratios_to_floor,omitempty"`
+	// ToFull is each run's numbers over the full-frame runs' (delta scenario).
+	ToFull map[string]RatioFull `json:"ratios_to_full,omitempty"`
 }
 
 // Run is one target under one scenario's load.
@@ -61,6 +68,15 @@ type Run struct {
 	LifetimeFast wsload.Class `json:"lifetime_fast"`
 	LifetimeSlow wsload.Class `json:"lifetime_slow"`
 	SlowFlagged  int          `json:"slow_clients_flagged"`
+	// Producer is the feeder's punctuality during the window: it shares
+	// the load generator's process, so a saturated generator delays it.
+	Producer feeder.Punctuality `json:"producer_in_window"`
+	// GatewayLatency is the gateways' own ws_delivery_latency_seconds over
+	// the window (producer timestamp → write to a client completed), from
+	// power-of-two buckets interpolated: the gateway's side of delivery,
+	// free of the time the clients take to read (and inflate) what the
+	// kernel already holds for them. Gateway targets only.
+	GatewayLatency *BucketLatency `json:"gateway_delivery_latency_ms,omitempty"`
 	// ServerDisconnects is each reason's count in the gateways'
 	// ws_disconnects_total at the end of the window (gateway targets).
 	ServerDisconnects map[string]float64 `json:"server_disconnects,omitempty"`
@@ -79,6 +95,22 @@ type Run struct {
 	ProfileTop     string      `json:"cpu_profile_top,omitempty"`
 }
 
+// BucketLatency is a latency histogram's quantiles, in milliseconds.
+type BucketLatency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P99   float64 `json:"p99"`
+}
+
+// deliveryHistogram sums the gateways' ws_delivery_latency_seconds.
+func deliveryHistogram(srv *server) buckets {
+	h := buckets{}
+	for _, g := range srv.httpAddrs {
+		h.add(histogram("http://"+g+"/metrics", "ws_delivery_latency_seconds"))
+	}
+	return h
+}
+
 // ProcStats is one server process (or the sum of several) over a run.
 type ProcStats struct {
 	Name        string  `json:"name"`
@@ -91,6 +123,9 @@ type ProcStats struct {
 	CPUPct      float64 `json:"cpu_pct_of_core"`
 	FDs         int     `json:"fds"`
 	Goroutines  int     `json:"goroutines,omitempty"`
+	// WriteBytesPerS is what the process handed to write calls per second
+	// over the window (/proc/PID/io wchar: its sockets, logs included).
+	WriteBytesPerS float64 `json:"write_bytes_per_s"`
 }
 
 // Sample is one soak reading of the target.
@@ -182,7 +217,7 @@ func (r *Runner) scenario(ctx context.Context, s Scenario) (*Result, string, err
 		return nil, "", err
 	}
 	defer rc.Close()
-	f, err := feeder.New([]string{"BTCUSDT", "ETHUSDT"}, s.Interval, r.o.FrameBytes, rc)
+	f, err := feeder.NewWithOptions([]string{"BTCUSDT", "ETHUSDT"}, s.Interval, r.o.FrameBytes, rc, feeder.Options{Regenerate: r.o.RegenerateFrames})
 	if err != nil {
 		return nil, "", err
 	}
@@ -202,7 +237,7 @@ func (r *Runner) scenario(ctx context.Context, s Scenario) (*Result, string, err
 
 	res := &Result{Scenario: s}
 	for _, t := range s.Targets {
-		run, err := r.target(ctx, s, t, "http://"+feedAddr)
+		run, err := r.target(ctx, s, t, "http://"+feedAddr, f)
 		if err != nil {
 			return res, f.Sizes(), fmt.Errorf("%s: %w", t, err)
 		}
@@ -354,7 +389,7 @@ func sampleAll(ps []ProcStats) ([]procstat.Sample, error) {
 }
 
 // target measures one target: start, baseline, connect, settle, window, stop.
-func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string) (*Run, error) {
+func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string, f *feeder.Feeder) (*Run, error) {
 	kind, deflate := kind(target)
 	srv, err := r.startTarget(ctx, s, kind, feedURL)
 	defer srv.stop()
@@ -380,7 +415,7 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 	if kind == Fleet {
 		origin = "http://" + strings.TrimPrefix(strings.TrimSuffix(srv.url, "/ws/heatmap"), "ws://")
 	}
-	pool, err := wsload.Dial(ctx, s.load(strings.Fields(srv.url), origin, deflate))
+	pool, err := wsload.Dial(ctx, s.load(strings.Fields(srv.url), origin, deflate, encodingOf(target)))
 	if pool != nil {
 		defer pool.Close()
 	}
@@ -399,6 +434,7 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 
 	// The window.
 	p0, m0, self0 := mustSample(run.Processes), procstat.ReadMachine(), selfSample()
+	h0 := deliveryHistogram(srv)
 	pool.Begin()
 	t0 := time.Now()
 	if s.SampleEvery > 0 {
@@ -420,7 +456,13 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 		return nil, err
 	}
 	run.Window = pool.End()
+	run.Producer = f.PunctualitySince(t0)
 	p1, m1, self1 := mustSample(run.Processes), procstat.ReadMachine(), selfSample()
+	if len(srv.httpAddrs) > 0 {
+		h := deliveryHistogram(srv).since(h0)
+		run.GatewayLatency = &BucketLatency{Count: int64(h[math.Inf(1)]),
+			P50: math.Round(10000*h.quantile(0.5)) / 10, P99: math.Round(10000*h.quantile(0.99)) / 10}
+	}
 	run.LifetimeFast, run.LifetimeSlow = pool.Lifetime()
 	for _, g := range srv.httpAddrs {
 		for reason, n := range disconnects("http://" + g + "/metrics") {
@@ -437,6 +479,7 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 		p := &run.Processes[i]
 		p.RSSBeforeK, p.RSSEndK, p.RSSPeakK, p.FDs = before[i].RSSK, p1[i].RSSK, p1[i].HWMK, p1[i].FDs
 		p.CPUPct = procstat.CPUPercent(p0[i], p1[i])
+		p.WriteBytesPerS = procstat.WritePerSecond(p0[i], p1[i])
 		p.Clients = run.Connect.ByGateway[p.Name]
 		if len(run.Processes) == 1 || p.Name == "nginx" {
 			p.Clients = run.Connect.Connected
@@ -446,7 +489,7 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 		}
 		sum := &run.Server
 		sum.RSSBeforeK, sum.RSSEndK, sum.RSSPeakK = sum.RSSBeforeK+p.RSSBeforeK, sum.RSSEndK+p.RSSEndK, sum.RSSPeakK+p.RSSPeakK
-		sum.CPUPct, sum.FDs = sum.CPUPct+p.CPUPct, sum.FDs+p.FDs
+		sum.CPUPct, sum.FDs, sum.WriteBytesPerS = sum.CPUPct+p.CPUPct, sum.FDs+p.FDs, sum.WriteBytesPerS+p.WriteBytesPerS
 	}
 	run.Server.Name, run.Server.Clients = target, run.Connect.Connected
 	run.Server.RSSPerConnK = float64(run.Server.RSSEndK-run.Server.RSSBeforeK) / float64(run.Connect.Connected)
@@ -468,9 +511,15 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string)
 	w := run.Window
 	r.logf("window %.0fs: server cpu %.1f%% of a core, rss %.1f MB (%.2f KB/conn), client cpu %.1f%%, machine %.0f%% busy",
 		w.Seconds, run.Server.CPUPct, float64(run.Server.RSSEndK)/1024, run.Server.RSSPerConnK, run.ClientCPUPct, run.MachineBusyPct)
-	r.logf("fast clients %d (open %d): frames %d of %d, p50 %.1f p99 %.1f max %.1f ms, gaps %d, %.1f KB/s each",
-		w.Fast.Clients, w.Fast.Open, w.Fast.Frames, w.Fast.FramesExpected, w.Fast.Latency.P50, w.Fast.Latency.P99, w.Fast.Latency.Max,
-		w.Fast.Gaps, w.Fast.BytesPerClientPerS/1024)
+	r.logf("fast clients %d (open %d): frames %d of %d (%d deltas, %d chain breaks), p50 %.1f p99 %.1f max %.1f ms, gaps %d, %.1f KB/s each on the wire (%.1f KB/s of messages; the server wrote %.1f KB/s per client)",
+		w.Fast.Clients, w.Fast.Open, w.Fast.Frames, w.Fast.FramesExpected, w.Fast.Deltas, w.Fast.ChainBreaks, w.Fast.Latency.P50, w.Fast.Latency.P99, w.Fast.Latency.Max,
+		w.Fast.Gaps, w.Fast.BytesPerClientPerS/1024, w.Fast.PayloadBytesPerClientPerS/1024, run.Server.WriteBytesPerS/1024/float64(max(1, run.Connect.Connected)))
+	if p := run.Producer; p.LateTicks > 0 || p.SkippedTicks > 0 {
+		r.logf("feeder in the window: %d rounds, %d late, %d skipped, latest %.0f ms", p.Ticks, p.LateTicks, p.SkippedTicks, p.MaxLateMs)
+	}
+	if gl := run.GatewayLatency; gl != nil {
+		r.logf("gateway's own delivery latency (write done; bucketed): %d writes, p50 %.1f p99 %.1f ms", gl.Count, gl.P50, gl.P99)
+	}
 	if w.Slow.Clients > 0 {
 		r.logf("slow clients %d (open %d, %d told they are slow): closes %v, warnings %v", w.Slow.Clients, w.Slow.Open, run.SlowFlagged,
 			run.LifetimeSlow.Closes, run.LifetimeSlow.Warnings)

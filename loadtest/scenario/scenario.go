@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/loadtest/wsload"
+	"github.com/liqstream/liqstream/pkg/protocol"
 )
 
 // Target kinds.
@@ -28,10 +29,44 @@ const (
 // permessage-deflate, so one scenario can hold both.
 const WithDeflate = "+deflate"
 
+// WithDelta after a target kind (before WithDeflate) makes that run's
+// clients subscribe with "encoding":"delta": gateway+delta+deflate.
+const WithDelta = "+delta"
+
+// parse splits a target into its kind and what its clients ask for.
+func parse(target string) (k string, deflate, delta bool) {
+	k, deflate = strings.CutSuffix(target, WithDeflate)
+	k, delta = strings.CutSuffix(k, WithDelta)
+	return k, deflate, delta
+}
+
 // kind splits a target into its kind and whether its clients offer deflate.
 func kind(target string) (string, bool) {
-	k, deflate := strings.CutSuffix(target, WithDeflate)
+	k, deflate, _ := parse(target)
 	return k, deflate
+}
+
+// encodingOf is the "encoding" a target's clients subscribe with: delta, or
+// none (the default, full frames), as every client before deltas.
+func encodingOf(target string) string {
+	if _, _, delta := parse(target); delta {
+		return protocol.EncodingDelta
+	}
+	return ""
+}
+
+// configName names a target by what its clients get: "full", "full + deflate",
+// "delta", "delta + deflate".
+func configName(target string) string {
+	_, deflate, delta := parse(target)
+	c := "full"
+	if delta {
+		c = "delta"
+	}
+	if deflate {
+		c += " + deflate"
+	}
+	return c
 }
 
 // floorOf is the floor run a target is compared with: the plain floor, or
@@ -76,6 +111,7 @@ const (
 	Smoke    Load = "smoke"    // a few hundred clients on every target kind: make test
 	Standard Load = "standard" // the issue's table: make loadtest
 	Soak     Load = "soak"     // 1,000 clients for 30 minutes: make soak
+	Delta    Load = "delta"    // full frames vs deltas, each with and without deflate: make loadtest LOAD=delta
 )
 
 // Scenarios returns the scenarios of a load; soak lasts soakFor.
@@ -136,6 +172,29 @@ func Scenarios(l Load, soakFor time.Duration) ([]Scenario, error) {
 				s.N, s.Ramp = 2000, 500
 			}),
 		}, nil
+	case Delta:
+		encodings := func(s *Scenario) {
+			s.Goal = "bytes per client per second, gateway CPU and p99 of full + deflate, delta and delta + deflate beside full frames " +
+				"(issue 16); no frame lost, no delta that does not follow the client's last frame"
+			// Full frames first and last: the two bracket the others, so a
+			// drift of the shared machine shows.
+			s.Targets = []string{Gateway, Gateway + WithDeflate, Gateway + WithDelta, Gateway + WithDelta + WithDeflate, Gateway}
+		}
+		return []Scenario{
+			with(func(s *Scenario) {
+				encodings(s)
+				s.Name = "delta"
+				s.Title = "10,000 clients on one gateway: full frames and deltas, each with and without permessage-deflate"
+			}),
+			with(func(s *Scenario) {
+				// At 10,000 the clients' inflating of full frames takes
+				// both cores (as in deflate above); at 5,000 it takes one.
+				encodings(s)
+				s.Name = "delta-5k"
+				s.Title = "5,000 clients on one gateway: the same four, the load generator's inflating below saturation"
+				s.N = 5000
+			}),
+		}, nil
 	case Soak:
 		return []Scenario{with(func(s *Scenario) {
 			s.Name = "soak"
@@ -146,13 +205,13 @@ func Scenarios(l Load, soakFor time.Duration) ([]Scenario, error) {
 			s.SampleEvery = time.Minute
 		})}, nil
 	}
-	return nil, fmt.Errorf("load %q: want smoke, standard or soak", l)
+	return nil, fmt.Errorf("load %q: want smoke, standard, delta or soak", l)
 }
 
 // load is the wsload config of a scenario against targets.
-func (s *Scenario) load(targets []string, origin string, deflate bool) wsload.Config {
+func (s *Scenario) load(targets []string, origin string, deflate bool, encoding string) wsload.Config {
 	return wsload.Config{Targets: targets, N: s.N, Ramp: s.Ramp, Sources: s.Sources, Mix: wsload.DefaultMix,
-		UpdateInterval: s.UpdateInterval, Interval: s.Interval, Deflate: deflate, Origin: origin,
+		UpdateInterval: s.UpdateInterval, Interval: s.Interval, Deflate: deflate, Encoding: encoding, Origin: origin,
 		SlowFraction: s.SlowFraction, SlowRate: s.SlowRate}
 }
 

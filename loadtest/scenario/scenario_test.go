@@ -1,12 +1,14 @@
 package scenario
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/liqstream/liqstream/loadtest/procstat"
 	"github.com/liqstream/liqstream/loadtest/wsload"
 )
 
@@ -18,6 +20,7 @@ func TestScenariosOfEachLoad(t *testing.T) {
 		{Smoke, "smoke"},
 		{Standard, "one-gateway defaults slow-readers 19k fleet deflate"},
 		{Soak, "soak"},
+		{Delta, "delta delta-5k"},
 	} {
 		ss, err := Scenarios(tc.load, 7*time.Minute)
 		if err != nil {
@@ -26,7 +29,7 @@ func TestScenariosOfEachLoad(t *testing.T) {
 		var names []string
 		for _, s := range ss {
 			names = append(names, s.Name)
-			cfg := s.load([]string{"ws://127.0.0.1:1/ws/heatmap"}, "", false)
+			cfg := s.load([]string{"ws://127.0.0.1:1/ws/heatmap"}, "", false, "")
 			if err := cfg.Validate(); err != nil {
 				t.Errorf("%s/%s: its load is invalid: %v", tc.load, s.Name, err)
 			}
@@ -41,7 +44,7 @@ func TestScenariosOfEachLoad(t *testing.T) {
 	if ss, _ := Scenarios(Soak, 7*time.Minute); ss[0].Window != 7*time.Minute {
 		t.Errorf("soak window %s, want the asked 7m", ss[0].Window)
 	}
-	if _, err := Scenarios("heavy", 0); err == nil || !strings.Contains(err.Error(), "smoke, standard or soak") {
+	if _, err := Scenarios("heavy", 0); err == nil || !strings.Contains(err.Error(), "smoke, standard, delta or soak") {
 		t.Errorf("unknown load: %v", err)
 	}
 }
@@ -134,11 +137,105 @@ func TestTargetKinds(t *testing.T) {
 		{"gateway+deflate", Gateway, "floor+deflate", true},
 		{"floor+deflate", Floor, "floor+deflate", true},
 		{"fleet", Fleet, Floor, false},
+		{"gateway+delta", Gateway, Floor, false},
+		{"gateway+delta+deflate", Gateway, "floor+deflate", true},
 	} {
 		k, d := kind(tc.target)
 		if k != tc.kind || d != tc.deflate || floorOf(tc.target) != tc.floor {
 			t.Errorf("%s: kind %q deflate %v floor %q; want %q %v %q", tc.target, k, d, floorOf(tc.target), tc.kind, tc.deflate, tc.floor)
 		}
+	}
+	for target, want := range map[string]string{"gateway": "", "gateway+deflate": "", "gateway+delta": "delta", "gateway+delta+deflate": "delta"} {
+		if got := encodingOf(target); got != want {
+			t.Errorf("encodingOf(%s) = %q, want %q", target, got, want)
+		}
+	}
+	for target, want := range map[string]string{"gateway": "full", "gateway+deflate": "full + deflate", "gateway+delta": "delta", "gateway+delta+deflate": "delta + deflate"} {
+		if got := configName(target); got != want {
+			t.Errorf("configName(%s) = %q, want %q", target, got, want)
+		}
+	}
+}
+
+func TestEvaluateDelta(t *testing.T) {
+	ss, _ := Scenarios(Delta, 0)
+	s := ss[0]
+	if got := strings.Join(s.Targets, " "); got != "gateway gateway+deflate gateway+delta gateway+delta+deflate gateway" {
+		t.Fatalf("delta targets %q", got)
+	}
+	if cfg := s.load([]string{"ws://127.0.0.1:1/ws/heatmap"}, "", true, encodingOf(Gateway+WithDelta+WithDeflate)); cfg.Encoding != "delta" || !cfg.Deflate || cfg.N != 10000 {
+		t.Errorf("delta+deflate load: %+v", cfg)
+	}
+	run := func(target string, kbps, cpu, p99 float64, deltas, breaks int64) *Run {
+		r := goodRun(target, p99, cpu, 15)
+		r.Window.Fast.BytesPerClientPerS, r.Window.Fast.PayloadBytesPerClientPerS = kbps*1024, kbps*1024
+		r.Window.Fast.Deltas, r.Window.Fast.ChainBreaks = deltas, breaks
+		return r
+	}
+	res := &Result{Scenario: s, Runs: []*Run{
+		run(Gateway, 26, 50, 400, 0, 0),
+		run(Gateway+WithDeflate, 8, 60, 500, 0, 0),
+		run(Gateway+WithDelta, 1.82, 10, 100, 4400, 0),
+		// (its gateway-side latency is set below)
+		run(Gateway+WithDelta+WithDeflate, 0.78, 12, 120, 4400, 3),
+		run(Gateway, 26, 30, 400, 0, 0),
+	}}
+	res.Runs[2].GatewayLatency = &BucketLatency{Count: 4400, P50: 2, P99: 9}
+	rep := &Report{Load: Delta, Machine: procstat.Machine{Cores: 2}, Scenarios: []*Result{res}}
+	evaluate(rep)
+	if q := res.ToFull[Gateway+WithDelta]; q.WireBytes != 0.07 || q.CPU != 0.25 || q.P99 != 0.25 {
+		t.Errorf("delta ÷ full = %+v, want bytes 0.07, CPU 0.25 (of the mean 40), p99 0.25", q)
+	}
+	if _, ok := res.ToFull[Gateway]; ok {
+		t.Error("the full runs have a ratio to themselves")
+	}
+	failed := strings.Join(rep.Failed(), "\n")
+	if !strings.Contains(failed, "delta/gateway+delta+deflate: delta chain violations (fast clients): want 0, got 3 of 4400 deltas") || strings.Count(failed, "\n") != 0 {
+		t.Errorf("Failed() = %q, want only the chain violations of delta+deflate", failed)
+	}
+	md := rep.Markdown()
+	for _, want := range []string{
+		"| delta | gateway+delta | 100 | 1.82 | 1.82 | 0.00 | 0.10 | 50.0 / 100.0 | 2.0 / 9.0 | 0 | 4400 (97.8 %) | 0 | 0.070× | 0.25× | 0.25× |",
+		"| full | gateway | 100 | 26.00 | 26.00 | 0.00 | 0.50 | 200.0 / 400.0 | n/a | 0 | 0 (0.0 %) | 0 | 1.000× | 1.25× | 1.00× |",
+		"cores of this machine's 2",
+		"| frames sent as deltas | gateway+delta | ≥ 90 % | 97.8 % | yes |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown misses %q:\n%s", want, md)
+		}
+	}
+	// A full-frame client that is sent a delta is a failure.
+	res.Runs[0].Window.Fast.Deltas = 1
+	res.Checks = nil
+	evaluate(rep)
+	if !strings.Contains(strings.Join(rep.Failed(), "\n"), "delta/gateway: delta frames to clients that asked for full frames: want 0, got 1") {
+		t.Errorf("a delta to a full-frame client passed: %v", rep.Failed())
+	}
+}
+
+func TestDeliveryHistogramQuantiles(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("# TYPE ws_delivery_latency_seconds histogram\n" +
+			"ws_delivery_latency_seconds_bucket{le=\"0.001\"} 0\nws_delivery_latency_seconds_bucket{le=\"0.002\"} 50\n" +
+			"ws_delivery_latency_seconds_bucket{le=\"0.004\"} 90\nws_delivery_latency_seconds_bucket{le=\"0.008\"} 100\n" +
+			"ws_delivery_latency_seconds_bucket{le=\"+Inf\"} 100\nws_delivery_latency_seconds_sum 0.3\nws_delivery_latency_seconds_count 100\n" +
+			"ws_delivery_latency_seconds_other_bucket{le=\"0.001\"} 7\n"))
+	}))
+	defer srv.Close()
+	h := histogram(srv.URL, "ws_delivery_latency_seconds")
+	if len(h) != 5 || h[math.Inf(1)] != 100 {
+		t.Fatalf("buckets = %v", h)
+	}
+	// The 50th observation closes the 1–2 ms bucket; the 99th is 90 % into 4–8 ms.
+	if p50, p99 := h.quantile(0.5), h.quantile(0.99); math.Abs(p50-0.002) > 1e-12 || math.Abs(p99-0.0076) > 1e-12 {
+		t.Errorf("p50 %g p99 %g, want 0.002 and 0.0076", p50, p99)
+	}
+	later := buckets{0.001: 0, 0.002: 50, 0.004: 190, 0.008: 200, math.Inf(1): 200}
+	if d := later.since(h); d[0.004] != 100 || d[0.002] != 0 || d.quantile(0.5) != 0.003 {
+		t.Errorf("window = %v (p50 %g), want 100 new writes in 2–4 ms, p50 3 ms", d, d.quantile(0.5))
+	}
+	if (buckets{}).quantile(0.99) != 0 || histogram("http://127.0.0.1:1/metrics", "x") != nil {
+		t.Error("no observations / an unreachable gateway: want 0 and nil")
 	}
 }
 

@@ -21,24 +21,34 @@ type client struct {
 	recording *atomic.Bool // the pool's: keep latencies
 	conn      *gws.Conn
 	wire      *countingConn
-	// lastSeq per symbol; touched only by the read loop.
-	lastSeq map[string]uint64
+	// payload counts the bytes of every message read, as the application
+	// sees them (inflated, when deflate is on).
+	payload atomic.Int64
+	// last is the newest frame read per symbol; touched only by the read loop.
+	last    map[string]frameID
 	closing atomic.Bool // set before the pool closes it, so the close is not counted
 	// flagged: the server told this client it is slow (SLOW_CONSUMER or 4008).
 	flagged atomic.Bool
 	closed  chan struct{}
 }
 
+// frameID names a frame of a symbol: epoch 0 for a producer without one.
+type frameID struct{ epoch, seq uint64 }
+
 // closeSlowConsumer is the gateway's close code for a client that cannot keep up.
 const closeSlowConsumer = 4008
 
 var (
-	keySymbol = []byte(`"symbol":"`)
-	keySeq    = []byte(`"seq":`)
-	keyCode   = []byte(`"code":"`)
-	snapshot  = []byte(`{"type":"snapshot"`)
-	warning   = []byte(`{"type":"warning"`)
-	errFrame  = []byte(`{"type":"error"`)
+	keySymbol  = []byte(`"symbol":"`)
+	keySeq     = []byte(`"seq":`)
+	keyEpoch   = []byte(`"epoch":`)
+	keyBaseSeq = []byte(`"base_seq":`)
+	keyCode    = []byte(`"code":"`)
+	keyData    = []byte(`"data":`)
+	snapshot   = []byte(`{"type":"snapshot"`)
+	delta      = []byte(`{"type":"delta"`)
+	warning    = []byte(`{"type":"warning"`)
+	errFrame   = []byte(`{"type":"error"`)
 )
 
 // OnMessage scans the envelope as a relay would and never decodes the
@@ -47,9 +57,12 @@ func (c *client) OnMessage(_ *gws.Conn, m *gws.Message) {
 	now := time.Now()
 	defer m.Close()
 	b := m.Bytes()
+	c.payload.Add(int64(len(b)))
 	switch {
 	case bytes.HasPrefix(b, snapshot):
-		c.snapshot(now, b)
+		c.frame(now, b, false)
+	case bytes.HasPrefix(b, delta):
+		c.frame(now, b, true)
 	case bytes.HasPrefix(b, warning):
 		code := peekString(b, keyCode)
 		if code == protocol.WarnSlowConsumer {
@@ -63,22 +76,37 @@ func (c *client) OnMessage(_ *gws.Conn, m *gws.Message) {
 	}
 }
 
-func (c *client) snapshot(now time.Time, b []byte) {
+// frame accounts for a snapshot or a delta frame. A delta stands for the
+// snapshot of the same seq and timestamp, so both count alike as frames for
+// losses and latency. A delta must also continue the client's chain: its
+// base_seq is the last seq read of the symbol, in the same epoch; any other
+// delta is one the client could not apply, a chain break.
+func (c *client) frame(now time.Time, b []byte, isDelta bool) {
 	c.class.frames.Add(1)
-	head := b[:min(len(b), 200)]
-	if sym := peekString(head, keySymbol); sym != "" {
-		if seq, ok := peekUint(head, keySeq); ok {
-			last := c.lastSeq[sym]
-			switch {
-			case last == 0:
-			case seq > last+1:
-				c.class.gaps.Add(int64(seq - last - 1))
-			case seq <= last:
-				c.class.outOfOrder.Add(1)
-			}
-			if seq > last {
-				c.lastSeq[sym] = seq
-			}
+	head := envelope(b)
+	sym := peekString(head, keySymbol)
+	seq, okSeq := peekUint(head, keySeq)
+	epoch, _ := peekUint(head, keyEpoch)
+	last, have := c.last[sym]
+	if isDelta {
+		c.class.deltas.Add(1)
+		base, okBase := peekUint(head, keyBaseSeq)
+		if !okBase || !okSeq || !have || base != last.seq || epoch != last.epoch {
+			c.class.chainBreaks.Add(1)
+		}
+	}
+	if sym != "" && okSeq {
+		switch {
+		case !have:
+		case epoch != last.epoch:
+			// A new producer (a snapshotter restart): its seqs start afresh.
+		case seq > last.seq+1:
+			c.class.gaps.Add(int64(seq - last.seq - 1))
+		case seq <= last.seq:
+			c.class.outOfOrder.Add(1)
+		}
+		if !have || epoch != last.epoch || seq > last.seq {
+			c.last[sym] = frameID{epoch, seq}
 		}
 	}
 	if !c.recording.Load() {
@@ -103,6 +131,16 @@ func (c *client) OnClose(_ *gws.Conn, err error) {
 		}
 	}
 	c.class.count(&c.class.closes, code)
+}
+
+// envelope is b's head up to its "data": the fields a relay peeks, so the
+// payload's own keys are never mistaken for them.
+func envelope(b []byte) []byte {
+	head := b[:min(len(b), 240)]
+	if i := bytes.Index(head, keyData); i >= 0 {
+		head = head[:i]
+	}
+	return head
 }
 
 // peekString returns the string value after key in b ("" if absent).

@@ -2,9 +2,10 @@
 // a ramp rate from many loopback source addresses, each subscribing to a
 // symbol mix and reading every frame. It measures connect success and time,
 // delivery latency (the producer's timestamp to the moment a client read the
-// frame, scanned from the envelope, never decoded), bytes per client, missing
-// seqs, closes by code and warnings, separately for the fast clients and for a
-// fraction of deliberately slow readers.
+// frame, scanned from the envelope, never decoded), bytes per client (on the
+// wire and as messages), missing seqs, delta frames and whether each one
+// continues its client's chain, closes by code and warnings, separately for
+// the fast clients and for a fraction of deliberately slow readers.
 package wsload
 
 import (
@@ -37,6 +38,9 @@ type Config struct {
 	Interval time.Duration
 	// Deflate makes clients offer permessage-deflate.
 	Deflate bool
+	// Encoding is sent in every subscribe: protocol.EncodingFull or
+	// protocol.EncodingDelta; empty sends none (the gateway's default, full).
+	Encoding string
 	// Origin, when set, is sent on every upgrade.
 	Origin string
 	// SlowFraction of the clients read at most SlowRate bytes per second.
@@ -97,6 +101,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("slow-fraction: %g, want 0..1", c.SlowFraction)
 	case c.SlowFraction > 0 && c.SlowRate < 1:
 		return fmt.Errorf("slow-rate: %d bytes/s, want at least 1 with slow readers", c.SlowRate)
+	case c.Encoding != "" && c.Encoding != protocol.EncodingFull && c.Encoding != protocol.EncodingDelta:
+		return fmt.Errorf("encoding: %q, want %s or %s", c.Encoding, protocol.EncodingFull, protocol.EncodingDelta)
 	}
 	for _, t := range c.Targets {
 		if err := CheckLoopback(t); err != nil {

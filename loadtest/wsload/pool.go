@@ -29,7 +29,8 @@ type Pool struct {
 	window struct {
 		start        time.Time
 		fast, slow   counters
-		fastB, slowB int64
+		fastB, slowB int64 // wire bytes
+		fastP, slowP int64 // payload bytes
 	}
 }
 
@@ -116,7 +117,7 @@ func (p *Pool) dialOne(i int) (*client, string, error) {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"ws": "80", "wss": "443"}[u.Scheme])
 	}
 	slow := cfg.slow(i)
-	cl := &client{idx: i, recording: &p.recording, class: p.fast, lastSeq: map[string]uint64{}, closed: make(chan struct{})}
+	cl := &client{idx: i, recording: &p.recording, class: p.fast, last: map[string]frameID{}, closed: make(chan struct{})}
 	if slow {
 		cl.class = p.slow
 	}
@@ -153,7 +154,11 @@ func (p *Pool) dialOne(i int) (*client, string, error) {
 	}
 	cl.conn = conn
 	go conn.ReadLoop()
-	sub, _ := json.Marshal(map[string]any{"action": "subscribe", "symbols": cfg.Mix[i%len(cfg.Mix)], "update_interval": cfg.UpdateInterval})
+	msg := map[string]any{"action": "subscribe", "symbols": cfg.Mix[i%len(cfg.Mix)], "update_interval": cfg.UpdateInterval}
+	if cfg.Encoding != "" {
+		msg["encoding"] = cfg.Encoding
+	}
+	sub, _ := json.Marshal(msg)
 	if err := conn.WriteMessage(gws.OpcodeText, sub); err != nil {
 		cl.closing.Store(true)
 		conn.NetConn().Close()
@@ -175,6 +180,7 @@ func (p *Pool) Begin() {
 	p.window.start = time.Now()
 	p.window.fast, p.window.slow = p.fast.snapshot(), p.slow.snapshot()
 	p.window.fastB, p.window.slowB = p.wireBytes(false), p.wireBytes(true)
+	p.window.fastP, p.window.slowP = p.payloadBytes(false), p.payloadBytes(true)
 	p.fast.latency.reset()
 	p.slow.latency.reset()
 	p.recording.Store(true)
@@ -185,6 +191,16 @@ func (p *Pool) wireBytes(slow bool) int64 {
 	for _, c := range p.clients {
 		if (c.class == p.slow) == slow {
 			n += c.wire.read.Load()
+		}
+	}
+	return n
+}
+
+func (p *Pool) payloadBytes(slow bool) int64 {
+	var n int64
+	for _, c := range p.clients {
+		if (c.class == p.slow) == slow {
+			n += c.payload.Load()
 		}
 	}
 	return n
@@ -211,9 +227,11 @@ func (p *Pool) End() Window {
 	w.Fast.Latency, w.Slow.Latency = p.fast.latency.percentiles(), p.slow.latency.percentiles()
 	if nFast > 0 {
 		w.Fast.BytesPerClientPerS = float64(p.wireBytes(false)-p.window.fastB) / float64(nFast) / el.Seconds()
+		w.Fast.PayloadBytesPerClientPerS = float64(p.payloadBytes(false)-p.window.fastP) / float64(nFast) / el.Seconds()
 	}
 	if nSlow > 0 {
 		w.Slow.BytesPerClientPerS = float64(p.wireBytes(true)-p.window.slowB) / float64(nSlow) / el.Seconds()
+		w.Slow.PayloadBytesPerClientPerS = float64(p.payloadBytes(true)-p.window.slowP) / float64(nSlow) / el.Seconds()
 	}
 	every := max(p.cfg.Interval, time.Duration(p.cfg.UpdateInterval)*time.Second)
 	w.Fast.FramesExpected = subsFast * int64(el/every)
@@ -300,23 +318,33 @@ type Window struct {
 
 // Class is one kind of client (fast or slow readers) over a window.
 type Class struct {
-	Clients            int              `json:"clients"`
-	Open               int              `json:"open_at_end"`
-	Frames             int64            `json:"frames"`
-	FramesExpected     int64            `json:"frames_expected,omitempty"`
-	BytesPerClientPerS float64          `json:"bytes_per_client_per_s"`
-	Latency            Percentiles      `json:"latency_ms"`
-	Gaps               int64            `json:"seq_gaps"`
-	OutOfOrder         int64            `json:"seq_out_of_order"`
-	Other              int64            `json:"other_frames"`
-	Closes             map[string]int64 `json:"closes_by_code,omitempty"`
-	Warnings           map[string]int64 `json:"warnings_by_code,omitempty"`
-	Errors             map[string]int64 `json:"errors_by_code,omitempty"`
+	Clients        int   `json:"clients"`
+	Open           int   `json:"open_at_end"`
+	Frames         int64 `json:"frames"` // snapshots and deltas
+	FramesExpected int64 `json:"frames_expected,omitempty"`
+	// Deltas of the frames were delta frames; ChainBreaks of those did not
+	// follow the last frame the client read of their symbol (base_seq or
+	// epoch differ), so a real client could not have applied them.
+	Deltas      int64 `json:"delta_frames"`
+	ChainBreaks int64 `json:"delta_chain_breaks"`
+	// BytesPerClientPerS is read off the socket: WebSocket framing
+	// included, compressed when deflate is on. PayloadBytesPerClientPerS
+	// is the messages as the application gets them (inflated).
+	BytesPerClientPerS        float64          `json:"bytes_per_client_per_s"`
+	PayloadBytesPerClientPerS float64          `json:"payload_bytes_per_client_per_s"`
+	Latency                   Percentiles      `json:"latency_ms"`
+	Gaps                      int64            `json:"seq_gaps"`
+	OutOfOrder                int64            `json:"seq_out_of_order"`
+	Other                     int64            `json:"other_frames"`
+	Closes                    map[string]int64 `json:"closes_by_code,omitempty"`
+	Warnings                  map[string]int64 `json:"warnings_by_code,omitempty"`
+	Errors                    map[string]int64 `json:"errors_by_code,omitempty"`
 }
 
 // class holds the live counters of one kind of client.
 type class struct {
 	frames, gaps, outOfOrder, other atomic.Int64
+	deltas, chainBreaks             atomic.Int64
 	mu                              sync.Mutex
 	closes, warnings, errors        map[string]int64
 	latency                         samples // kept while the pool records
@@ -337,6 +365,7 @@ func (c *class) count(m *map[string]int64, code string) {
 
 type counters struct {
 	frames, gaps, outOfOrder, other int64
+	deltas, chainBreaks             int64
 	closes, warnings, errors        map[string]int64
 }
 
@@ -344,6 +373,7 @@ func (c *class) snapshot() counters {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return counters{c.frames.Load(), c.gaps.Load(), c.outOfOrder.Load(), c.other.Load(),
+		c.deltas.Load(), c.chainBreaks.Load(),
 		maps(c.closes), maps(c.warnings), maps(c.errors)}
 }
 
@@ -373,5 +403,6 @@ func (c *class) since(then counters, n int) Class {
 	now := c.snapshot()
 	return Class{Clients: n, Frames: now.frames - then.frames, Gaps: now.gaps - then.gaps,
 		OutOfOrder: now.outOfOrder - then.outOfOrder, Other: now.other - then.other,
+		Deltas: now.deltas - then.deltas, ChainBreaks: now.chainBreaks - then.chainBreaks,
 		Closes: diff(now.closes, then.closes), Warnings: diff(now.warnings, then.warnings), Errors: diff(now.errors, then.errors)}
 }

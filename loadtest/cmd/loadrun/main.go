@@ -6,6 +6,7 @@
 //
 //	make loadtest                # -load standard -doc docs/PERFORMANCE.md
 //	make loadtest LOAD=smoke     # a few hundred clients, no doc: part of make test
+//	make loadtest LOAD=delta     # full frames vs deltas, ± deflate, at 10,000 clients -doc docs/PERFORMANCE.md
 //	make soak SOAK=30m           # -load soak
 package main
 
@@ -27,7 +28,7 @@ import (
 func main() {
 	var (
 		o       scenario.Options
-		load    = flag.String("load", "standard", "smoke, standard or soak")
+		load    = flag.String("load", "standard", "smoke, standard, delta or soak")
 		only    = flag.String("only", "", "comma-separated scenario names to run out of the load (default all)")
 		soakFor = flag.Duration("soak", 30*time.Minute, "how long the soak window lasts")
 		out     = flag.String("out", "bin/loadtest.json", "JSON results (empty = none)")
@@ -35,6 +36,7 @@ func main() {
 		timeout = flag.Duration("timeout", 90*time.Minute, "stop everything after this long")
 		via     = flag.String("via", "", "the command that ran this one, for the report (make loadtest)")
 		gwArgs  = flag.String("gateway-args", "", "extra flags for every gateway, space-separated (e.g. --ws.send_buffer_bytes=0)")
+		clients = flag.Int("clients", 0, "run every scenario with this many clients instead of its own (0: as defined); the report says so")
 	)
 	flag.StringVar(&o.GatewayBin, "gateway", "bin/gateway", "gateway binary")
 	flag.StringVar(&o.FloorBin, "floor", "bin/floor", "floor binary")
@@ -42,6 +44,7 @@ func main() {
 	flag.StringVar(&o.NginxBin, "nginx", "", "nginx binary (default: from PATH or /usr/sbin)")
 	flag.StringVar(&o.NginxTemplate, "nginx-template", "deploy/nginx/nginx.conf.tmpl", "the edge's config template")
 	flag.IntVar(&o.FrameBytes, "frame-bytes", 18000, "approximate size of each snapshot frame")
+	flag.BoolVar(&o.RegenerateFrames, "regenerate-frames", false, "the feeder draws every level afresh each round and sends no deltas (the feeder before deltas)")
 	flag.StringVar(&o.ProfileDir, "profile-dir", "bin/loadtest-profiles", "where CPU profiles are written")
 	flag.BoolVar(&o.KeepLogs, "keep-logs", false, "keep the temp dir with every process's log")
 	flag.Parse()
@@ -51,16 +54,23 @@ func main() {
 	if *via != "" {
 		command = *via + "`, that is `" + command
 	}
-	if err := run(o, scenario.Load(*load), *only, *soakFor, *out, *doc, *timeout, command); err != nil {
+	if err := run(o, scenario.Load(*load), *only, *clients, *soakFor, *out, *doc, *timeout, command); err != nil {
 		fmt.Fprintln(os.Stderr, "loadrun:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o scenario.Options, load scenario.Load, only string, soakFor time.Duration, out, doc string, timeout time.Duration, command string) error {
+func run(o scenario.Options, load scenario.Load, only string, clients int, soakFor time.Duration, out, doc string, timeout time.Duration, command string) error {
 	all, err := scenario.Scenarios(load, soakFor)
 	if err != nil {
 		return err
+	}
+	if clients > 0 {
+		for i := range all {
+			all[i].N = clients
+			all[i].Ramp = min(all[i].Ramp, clients)
+			all[i].Title += fmt.Sprintf(" — run here at %d clients (-clients)", clients)
+		}
 	}
 	list := all
 	if only != "" {

@@ -1,7 +1,8 @@
 // Command wsload drives WebSocket clients against targets that are already
 // running on this machine (a gateway, make fleet's nginx, the floor) and
-// prints what they saw: connects, latency, bytes, seq gaps, closes and
-// warnings by code, and the CPU and RSS of the processes named by -pids.
+// prints what they saw: connects, latency, bytes, seq gaps, delta chain
+// breaks, closes and warnings by code, and the CPU and RSS of the processes
+// named by -pids.
 // make loadtest starts its own targets instead (loadtest/cmd/loadrun).
 //
 //	wsload -targets ws://127.0.0.1:8080/ws/heatmap -n 1000 -window 30s
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&c.UpdateInterval, "update-interval", 5, "clients' update_interval in seconds (the page's default is 5)")
 	flag.DurationVar(&c.Interval, "interval", 5*time.Second, "the producer's interval (snapshot.interval): frames expected, and whether skipped seqs count as lost")
 	flag.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate")
+	flag.StringVar(&c.Encoding, "encoding", "", `"encoding" of every subscribe: full or delta (empty: none sent, the gateway's default, full)`)
 	flag.StringVar(&c.Origin, "origin", "", "Origin header (through an edge, the page's origin)")
 	flag.Float64Var(&c.SlowFraction, "slow-fraction", 0, "fraction of clients that read slowly")
 	flag.IntVar(&c.SlowRate, "slow-rate", 2048, "bytes per second a slow client reads")
@@ -131,9 +133,9 @@ func run(c wsload.Config, settle, window time.Duration, pidList, out string, tim
 			continue
 		}
 		l := cl.c.Latency
-		fmt.Printf("%s clients %d (open %d): frames %d (expected %d), latency p50 %.1f p90 %.1f p99 %.1f max %.1f ms, seq gaps %d, out of order %d, %.1f KB/s each, closes %v, warnings %v, errors %v\n",
-			cl.name, cl.c.Clients, cl.c.Open, cl.c.Frames, cl.c.FramesExpected, l.P50, l.P90, l.P99, l.Max, cl.c.Gaps, cl.c.OutOfOrder,
-			cl.c.BytesPerClientPerS/1024, cl.c.Closes, cl.c.Warnings, cl.c.Errors)
+		fmt.Printf("%s clients %d (open %d): frames %d (expected %d; %d deltas, %d delta chain breaks), latency p50 %.1f p90 %.1f p99 %.1f max %.1f ms, seq gaps %d, out of order %d, %.1f KB/s each on the wire (%.1f KB/s of messages), closes %v, warnings %v, errors %v\n",
+			cl.name, cl.c.Clients, cl.c.Open, cl.c.Frames, cl.c.FramesExpected, cl.c.Deltas, cl.c.ChainBreaks, l.P50, l.P90, l.P99, l.Max, cl.c.Gaps, cl.c.OutOfOrder,
+			cl.c.BytesPerClientPerS/1024, cl.c.PayloadBytesPerClientPerS/1024, cl.c.Closes, cl.c.Warnings, cl.c.Errors)
 	}
 	for _, p := range res.Processes {
 		fmt.Printf("pid %d: cpu %.1f%% of a core, rss %.1f MB (peak %.1f), %d fds\n", p.PID, p.CPUPct, float64(p.RSSEndK)/1024, float64(p.RSSPeakK)/1024, p.FDs)
