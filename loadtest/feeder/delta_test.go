@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
-	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/protocol"
+	"github.com/liqstream/liqstream/pkg/testenv"
 )
 
 // fullFrame is a snapshot frame decoded with its epoch and its data as sent.
@@ -141,35 +139,14 @@ func TestRegenerateSendsNoDelta(t *testing.T) {
 // Through a real redis-server: a gateway's RedisSource pairs every frame
 // after the first with its delta, so the delta is published before its frame.
 func TestRedisCarriesEachDeltaBeforeItsFrame(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("no redis-server on PATH")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	rc, err := bus.NewRedisClient("redis://127.0.0.1:" + port + "/0")
+	r := testenv.StartRedis(t)
+	rc, err := bus.NewRedisClient(r.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for rc.Ping(ctx).Err() != nil {
-		select {
-		case <-ctx.Done():
-			t.Fatal("redis-server did not come up")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 	f, err := New([]string{"BTCUSDT"}, time.Hour, 2000, rc)
 	if err != nil {
 		t.Fatal(err)
