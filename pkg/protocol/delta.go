@@ -36,6 +36,8 @@ type DeltaData struct {
 	Interval          string    `json:"interval"`
 	WindowStart       string    `json:"window_start"`
 	Candle            Candle    `json:"candle"`
+	// Liquidations replaces the snapshot's whole: a candle holds few.
+	Liquidations []Liquidation `json:"liquidations,omitempty"`
 }
 
 // Diff returns the delta that turns prev into next. Levels are matched by
@@ -47,6 +49,7 @@ func Diff(prev, next SnapshotData) DeltaData {
 		CurrentPrice: next.CurrentPrice, PositionsCreated: next.PositionsCreated, PositionsConsumed: next.PositionsConsumed,
 		TotalLongVolume: next.TotalLongVolume, TotalShortVolume: next.TotalShortVolume, BinSize: next.BinSize,
 		Model: next.Model, Interval: next.Interval, WindowStart: next.WindowStart, Candle: next.Candle,
+		Liquidations: next.Liquidations,
 	}
 	old := make(map[float64]Level, len(prev.Levels))
 	for _, l := range prev.Levels {
@@ -95,6 +98,7 @@ func Apply(prev SnapshotData, d DeltaData) SnapshotData {
 		Levels: levels, CurrentPrice: d.CurrentPrice, PositionsCreated: d.PositionsCreated,
 		PositionsConsumed: d.PositionsConsumed, TotalLongVolume: d.TotalLongVolume, TotalShortVolume: d.TotalShortVolume,
 		BinSize: d.BinSize, Model: d.Model, Interval: d.Interval, WindowStart: d.WindowStart, Candle: d.Candle,
+		Liquidations: d.Liquidations,
 	}
 }
 

@@ -37,6 +37,16 @@ func rescalar(r *rand.Rand, d *SnapshotData) {
 	d.PositionsCreated, d.PositionsConsumed = r.IntN(100), r.IntN(100)
 	d.TotalLongVolume, d.TotalShortVolume = r.Float64()*1e9, r.Float64()*1e9
 	d.Candle = Candle{OpenTime: FormatTime(time.Unix(1764547200+int64(r.IntN(1e6)), 0)), Open: r.Float64(), High: r.Float64(), Low: r.Float64(), Close: r.Float64(), Volume: r.Float64()}
+	// Often none, as most candles have none; then a few.
+	d.Liquidations = nil
+	for range max(0, r.IntN(6)-2) {
+		side := "long"
+		if r.IntN(2) == 0 {
+			side = "short"
+		}
+		d.Liquidations = append(d.Liquidations, Liquidation{Time: FormatTime(time.Unix(1764547200+int64(r.IntN(300)), 0)),
+			Side: side, Price: 90000 + r.Float64()*1000, Quantity: r.Float64(), Notional: r.Float64() * 1e6})
+	}
 }
 
 // evolve makes the next snapshot the way a heatmap moves: most levels stay,

@@ -238,6 +238,18 @@ type SnapshotData struct {
 	Interval          string  `json:"interval"`
 	WindowStart       string  `json:"window_start"`
 	Candle            Candle  `json:"candle"`
+	// Liquidations are the realised liquidations of the candle in Candle,
+	// oldest first; absent when there are none or no source reports them.
+	Liquidations []Liquidation `json:"liquidations,omitempty"`
+}
+
+// Liquidation is one realised liquidation: the exchange closing a position.
+type Liquidation struct {
+	Time     string  `json:"time"`
+	Side     string  `json:"side"` // "long" or "short": the position liquidated
+	Price    float64 `json:"price"`
+	Quantity float64 `json:"quantity"`
+	Notional float64 `json:"notional"` // USDT
 }
 
 // Snapshot is a whole snapshot frame.

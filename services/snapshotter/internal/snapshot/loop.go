@@ -4,10 +4,12 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/heatmap"
@@ -22,6 +24,9 @@ type Source interface {
 	// the current version, and whether the store still knows that history.
 	ChangedSince(symbol string, version uint64) (store.Span, uint64, bool)
 	Candles(ctx context.Context, symbol, interval string, from, to time.Time) ([]heatmap.Candle, error)
+	// LiquidationVersion moves whenever liquidations of symbol are written.
+	LiquidationVersion(symbol string) uint64
+	Liquidations(ctx context.Context, q store.LiquidationQuery) ([]store.Liquidation, error)
 }
 
 // Publisher receives every new frame.
@@ -52,6 +57,11 @@ type state struct {
 	engine  *heatmap.Engine
 	from    time.Time // the engine's first candle's open time (window start)
 	version uint64    // store version the engine reflects
+	// liqVersion is the liquidation version liqs reflects, liqCandle the
+	// open time of the candle they belong to.
+	liqVersion uint64
+	liqCandle  time.Time
+	liqs       []protocol.Liquidation
 	hash    [32]byte
 	seq     uint64
 	levels  []heatmap.Level
@@ -112,8 +122,9 @@ func (l *Loop) Tick(ctx context.Context) {
 func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 	st := l.state[sym]
 	span, cur, complete := l.src.ChangedSince(sym, st.version)
+	liqVer := l.src.LiquidationVersion(sym)
 	now := l.now()
-	if st.engine != nil && cur == st.version && !st.from.Before(now.Add(-l.cfg.Lookback-24*time.Hour)) {
+	if st.engine != nil && cur == st.version && liqVer == st.liqVersion && !st.from.Before(now.Add(-l.cfg.Lookback-24*time.Hour)) {
 		return false, nil
 	}
 	if l.cfg.OnCompute != nil {
@@ -160,8 +171,12 @@ func (l *Loop) update(ctx context.Context, sym string) (bool, error) {
 		}
 	}
 	st.version = cur
-	if _, ok := st.engine.Last(); !ok {
+	c, ok := st.engine.Last()
+	if !ok {
 		return false, nil
+	}
+	if err := l.loadLiquidations(ctx, sym, st, c.OpenTime, liqVer); err != nil {
+		return false, err
 	}
 	snap := l.snapshotData(st)
 	data, err := protocol.EncodeSnapshotData(snap)
@@ -222,5 +237,36 @@ func (l *Loop) snapshotData(st *state) protocol.SnapshotData {
 			OpenTime: protocol.FormatTime(c.OpenTime), Open: c.Open, High: c.High,
 			Low: c.Low, Close: c.Close, Volume: c.Volume,
 		},
+		Liquidations: st.liqs,
 	}
+}
+
+// maxFrameLiquidations bounds the liquidations a frame carries: in a crash
+// a candle can see thousands, and the frame must stay small. The largest by
+// notional are kept (they are the ones drawn big on the page).
+const maxFrameLiquidations = 200
+
+// loadLiquidations reads the liquidations of the candle opening at open
+// when they changed or the candle did.
+func (l *Loop) loadLiquidations(ctx context.Context, sym string, st *state, open time.Time, version uint64) error {
+	if version == st.liqVersion && open.Equal(st.liqCandle) {
+		return nil
+	}
+	ls, err := l.src.Liquidations(ctx, store.LiquidationQuery{Symbol: sym, From: open, To: open.Add(l.cfg.CandleStep)})
+	if err != nil {
+		return fmt.Errorf("liquidations %s: %w", sym, err)
+	}
+	if len(ls) > maxFrameLiquidations {
+		ls = slices.Clone(ls)
+		slices.SortStableFunc(ls, func(a, b store.Liquidation) int { return cmp.Compare(b.Notional, a.Notional) })
+		ls = ls[:maxFrameLiquidations]
+		slices.SortStableFunc(ls, func(a, b store.Liquidation) int { return a.Time.Compare(b.Time) })
+	}
+	st.liqs = nil
+	for _, x := range ls {
+		st.liqs = append(st.liqs, protocol.Liquidation{Time: protocol.FormatTime(x.Time), Side: x.Side,
+			Price: x.Price, Quantity: x.Quantity, Notional: x.Notional})
+	}
+	st.liqVersion, st.liqCandle = version, open
+	return nil
 }

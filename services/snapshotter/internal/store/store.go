@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS open_interest (
 	open_interest       DOUBLE    NOT NULL,
 	open_interest_value DOUBLE    NOT NULL,
 	PRIMARY KEY (symbol, ts)
+);
+CREATE TABLE IF NOT EXISTS liquidations (
+	symbol   VARCHAR   NOT NULL,
+	ts       TIMESTAMP NOT NULL,
+	side     VARCHAR   NOT NULL,
+	price    DOUBLE    NOT NULL,
+	quantity DOUBLE    NOT NULL,
+	notional DOUBLE    NOT NULL,
+	PRIMARY KEY (symbol, ts, side, price, quantity)
 );`
 
 // Store is an open DuckDB file. Its methods are safe for concurrent use.
@@ -51,6 +60,9 @@ type Store struct {
 	oiGap heatmap.OIGap
 
 	changes *changeLog
+	// liqVer counts liquidation writes per symbol, apart from changes:
+	// a liquidation moves no candle, so it must not make the loop rebuild.
+	liqVer *versions
 
 	log      *slog.Logger
 	throttle *logging.Throttle
@@ -118,7 +130,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, fail(fmt.Errorf("create tables: %w", err))
 	}
-	st := &Store{db: db, path: path, oiGap: heatmap.OIGapReset, changes: newChangeLog(),
+	st := &Store{db: db, path: path, oiGap: heatmap.OIGapReset, changes: newChangeLog(), liqVer: &versions{m: map[string]uint64{}},
 		log: slog.New(slog.DiscardHandler), throttle: logging.NewThrottle(writeLogWindow, writeLogBurst),
 		backoff: writeBackoff, sleep: sleepCtx, writeErrs: map[string]*atomic.Uint64{},
 		invalid: make(chan struct{})}
@@ -261,12 +273,14 @@ func (s *Store) DateRange(ctx context.Context, symbol, interval string) (first, 
 type Counts struct {
 	Klines       int64
 	OpenInterest int64
+	Liquidations int64
 }
 
-// Count returns the row counts of both tables.
+// Count returns the row count of each table.
 func (s *Store) Count(ctx context.Context) (Counts, error) {
 	var c Counts
-	err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM klines), (SELECT count(*) FROM open_interest)`).Scan(&c.Klines, &c.OpenInterest)
+	err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM klines), (SELECT count(*) FROM open_interest),
+		(SELECT count(*) FROM liquidations)`).Scan(&c.Klines, &c.OpenInterest, &c.Liquidations)
 	if err != nil {
 		return Counts{}, fmt.Errorf("count rows: %w", err)
 	}

@@ -20,7 +20,14 @@ import (
 // writeBackoff), each failure counted (WriteErrors) and logged; the error of
 // a write that gives up is a *FileError naming the file and the cause.
 func (s *Store) Upsert(ctx context.Context, ks []Kline, ois []OpenInterest) error {
-	return s.write(ctx, nil, ks, ois)
+	return s.write(ctx, nil, batch{ks: ks, ois: ois})
+}
+
+// batch is what one write stores in one transaction.
+type batch struct {
+	ks   []Kline
+	ois  []OpenInterest
+	liqs []Liquidation
 }
 
 // ReplaceKlines deletes every candle of symbol at interval and writes ks and
@@ -33,7 +40,7 @@ func (s *Store) ReplaceKlines(ctx context.Context, symbol, interval string, ks [
 			return fmt.Errorf("replace klines %s %s: candle of %s %s", symbol, interval, k.Symbol, k.Interval)
 		}
 	}
-	return s.write(ctx, &[2]string{symbol, interval}, ks, ois)
+	return s.write(ctx, &[2]string{symbol, interval}, batch{ks: ks, ois: ois})
 }
 
 // testHook, when set (by tests only), runs inside a write's transaction after
@@ -126,24 +133,30 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // transaction is tried up to len(s.backoff)+1 times. Each try is the whole
 // transaction, so a failed one leaves nothing and a retry cannot apply
 // part of the batch twice. A failure is returned as a *FileError.
-func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois []OpenInterest) error {
+func (s *Store) write(ctx context.Context, replace *[2]string, b batch) error {
 	op := OpUpsert
 	if replace != nil {
 		op = OpReplace
 	}
-	krows, ktouched, err := klineRows(ks)
+	krows, ktouched, err := klineRows(b.ks)
 	if err != nil {
 		return fmt.Errorf("upsert klines: %w", err)
 	}
-	orows, otouched, err := oiRows(ois)
+	orows, otouched, err := oiRows(b.ois)
 	if err != nil {
 		return fmt.Errorf("upsert open interest: %w", err)
 	}
-	if replace == nil && len(krows) == 0 && len(orows) == 0 {
+	lrows, ltouched, err := liquidationRows(b.liqs)
+	if err != nil {
+		return fmt.Errorf("upsert liquidations: %w", err)
+	}
+	if replace == nil && len(krows) == 0 && len(orows) == 0 && len(lrows) == 0 {
 		return nil
 	}
+	rows := []tableRows{{"klines", "klines", len(b.ks), krows}, {"open_interest", "open interest rows", len(b.ois), orows},
+		{"liquidations", "liquidations", len(b.liqs), lrows}}
 	for attempt := 1; ; attempt++ {
-		err := s.writeOnce(ctx, replace, len(ks), krows, len(ois), orows)
+		err := s.writeOnce(ctx, replace, rows)
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("store write succeeded after retrying", "db", s.path, "op", op, "attempt", attempt)
@@ -186,12 +199,20 @@ func (s *Store) write(ctx context.Context, replace *[2]string, ks []Kline, ois [
 		touched[replace[0]] = touched[replace[0]].widen(minTime).widen(maxTime)
 	}
 	s.changes.record(touched)
+	s.liqVer.bump(ltouched)
 	return nil
 }
 
-// writeOnce runs one try of a write in a single transaction; nk and no are
-// the rows asked for, for messages.
-func (s *Store) writeOnce(ctx context.Context, replace *[2]string, nk int, krows [][]driver.Value, no int, orows [][]driver.Value) error {
+// tableRows is one table's part of a write: what it is called in messages,
+// how many rows were asked for, and the deduplicated rows.
+type tableRows struct {
+	table, what string
+	asked       int
+	rows        [][]driver.Value
+}
+
+// writeOnce runs one try of a write in a single transaction.
+func (s *Store) writeOnce(ctx context.Context, replace *[2]string, tables []tableRows) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("get a connection: %w", err)
@@ -212,19 +233,14 @@ func (s *Store) writeOnce(ctx context.Context, replace *[2]string, nk int, krows
 			return err
 		}
 	}
-	if len(krows) > 0 {
-		if err := bulkUpsert(ctx, conn, tx, "klines", krows); err != nil {
-			return fmt.Errorf("upsert %d klines: %w", nk, err)
+	for _, t := range tables {
+		if len(t.rows) == 0 {
+			continue
 		}
-		if err := hook("klines"); err != nil {
-			return err
+		if err := bulkUpsert(ctx, conn, tx, t.table, t.rows); err != nil {
+			return fmt.Errorf("upsert %d %s: %w", t.asked, t.what, err)
 		}
-	}
-	if len(orows) > 0 {
-		if err := bulkUpsert(ctx, conn, tx, "open_interest", orows); err != nil {
-			return fmt.Errorf("upsert %d open interest rows: %w", no, err)
-		}
-		if err := hook("open_interest"); err != nil {
+		if err := hook(t.table); err != nil {
 			return err
 		}
 	}

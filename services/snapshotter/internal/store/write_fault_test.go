@@ -402,7 +402,7 @@ func TestWriteInvalidatedStopsRetrying(t *testing.T) {
 	// it logged first is there whole ("COMMIT succeeded and is durable, but
 	// the autocheckpoint failed").
 	c := counts(t, s)
-	if c != (Counts{10, 10}) && c != (Counts{30, 30}) {
+	if c != (Counts{Klines: 10, OpenInterest: 10}) && c != (Counts{Klines: 30, OpenInterest: 30}) {
 		t.Fatalf("after reopening: %+v, want all of the batch (30 and 30) or none (10 and 10)", c)
 	}
 	t.Logf("after reopening the store holds %+v", c)
