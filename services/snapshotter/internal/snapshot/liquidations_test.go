@@ -33,7 +33,7 @@ func TestFramesCarryTheOpenCandlesLiquidations(t *testing.T) {
 		t.Fatalf("liquidations %+v before any was stored", ls)
 	}
 	liqs := []store.Liquidation{
-		{Symbol: "BTCUSDT", Time: open.Add(-time.Second), Side: store.SideLong, Price: 95400, Quantity: 1, Notional: 95400},  // previous candle
+		{Symbol: "BTCUSDT", Time: open.Add(-time.Second), Side: store.SideLong, Price: 95400, Quantity: 1, Notional: 95400},   // previous candle
 		{Symbol: "BTCUSDT", Time: open.Add(time.Minute), Side: store.SideShort, Price: 95600, Quantity: 0.5, Notional: 47800}, // this one
 		{Symbol: "BTCUSDT", Time: open.Add(2 * time.Minute), Side: store.SideLong, Price: 95500, Quantity: 2, Notional: 191000},
 	}

@@ -62,9 +62,9 @@ type state struct {
 	liqVersion uint64
 	liqCandle  time.Time
 	liqs       []protocol.Liquidation
-	hash    [32]byte
-	seq     uint64
-	levels  []heatmap.Level
+	hash       [32]byte
+	seq        uint64
+	levels     []heatmap.Level
 	// published is the payload of frame seq, the base of the next delta.
 	published protocol.SnapshotData
 }
