@@ -117,9 +117,29 @@ type Binance struct {
 	// Only Run's goroutine touches symbols and failures.
 	symbols  map[string]*symbolState
 	failures int
+	prepared bool
+
+	// wake cuts the wait before the next poll short: a stream came up and
+	// its symbols need their backfill now.
+	wake chan struct{}
 
 	mu    sync.Mutex
 	stats Stats
+	// streams is, per symbol, what the live stream reports (StreamUp,
+	// StreamDown, MarkFinal); guarded by mu.
+	streams map[string]*streamState
+}
+
+// streamState is what the stream told the poller about one symbol.
+type streamState struct {
+	up bool // a connection carries the symbol: its candles come from there
+	// final is the newest candle stored closed, by the stream or by a poll;
+	// every candle before it is stored closed too.
+	final time.Time
+	// pending asks for a backfill from the candle after final (from the
+	// poller's cursor when final is unknown); gen tells backfills apart.
+	pending bool
+	gen     uint64
 }
 
 type symbolState struct {
@@ -192,12 +212,110 @@ func NewBinance(cfg BinanceConfig, st LiveStore, log *slog.Logger) (*Binance, er
 		return nil, fmt.Errorf("binance source: oi period %q: want one of %s", cfg.OIPeriod, strings.Join(oiPeriods, ", "))
 	}
 	b := &Binance{cfg: cfg, step: step, period: period, st: st, clk: cfg.Clock, log: log,
-		symbols: map[string]*symbolState{},
-		stats:   Stats{Errors: map[string]uint64{}, LastSuccess: map[string]time.Time{}, NewestCandle: map[string]time.Time{}}}
+		symbols: map[string]*symbolState{}, wake: make(chan struct{}, 1), streams: map[string]*streamState{},
+		stats: Stats{Errors: map[string]uint64{}, LastSuccess: map[string]time.Time{}, NewestCandle: map[string]time.Time{}}}
 	for _, s := range cfg.Symbols {
 		b.symbols[s] = &symbolState{}
+		b.streams[s] = &streamState{}
 	}
 	return b, nil
+}
+
+// Prepare reads from the store where each symbol resumes. Run does it
+// itself when it was not done; a live stream needs it done before it
+// writes its first candle, or the resume point would be that candle and the
+// history before it would never be fetched.
+func (b *Binance) Prepare(ctx context.Context) error {
+	now := b.clk.Now().UTC()
+	for _, sym := range b.cfg.Symbols {
+		if s := b.symbols[sym]; !s.ready {
+			if err := b.initSymbol(ctx, sym, s, now); err != nil {
+				return fmt.Errorf("binance source: resume %s: %w", sym, err)
+			}
+		}
+	}
+	b.prepared = true
+	return nil
+}
+
+// StreamUp tells the poller that a stream connection now carries symbols'
+// candles: from here on it fetches their candles only to backfill, once,
+// from the first candle not yet stored closed, which is exactly what a
+// disconnection may have missed. The stream calls it after storing
+// everything the previous connection delivered.
+func (b *Binance) StreamUp(symbols []string) {
+	b.mu.Lock()
+	for _, sym := range symbols {
+		if st := b.streams[sym]; st != nil {
+			st.up, st.pending = true, true
+			st.gen++
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// StreamDown tells the poller that symbols' stream connection is gone: it
+// polls their candles again until a stream is back.
+func (b *Binance) StreamDown(symbols []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, sym := range symbols {
+		if st := b.streams[sym]; st != nil {
+			st.up = false
+		}
+	}
+}
+
+// MarkFinal records that symbol's candle opening at open is stored closed.
+func (b *Binance) MarkFinal(symbol string, open time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.streams[symbol]; st != nil && open.After(st.final) {
+		st.final = open
+	}
+}
+
+// klinePlan says whether this poll fetches sym's candles and from where: a
+// symbol no stream carries is polled from the cursor; a streamed one only
+// when a backfill is pending, and gen names that backfill.
+func (b *Binance) klinePlan(sym string, s *symbolState) (fetch bool, from time.Time, backfill bool, gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.streams[sym]
+	switch {
+	case !st.up && !st.final.IsZero():
+		// Polling while no stream carries it: from the first candle not
+		// stored closed, which the stream may have moved past the cursor.
+		return true, later(s.klineNext, st.final.Add(b.step)), false, 0
+	case !st.up:
+		return true, s.klineNext, false, 0
+	case !st.pending:
+		return false, time.Time{}, false, 0
+	case st.final.IsZero():
+		return true, s.klineNext, true, st.gen
+	}
+	return true, st.final.Add(b.step), true, st.gen
+}
+
+// fetched records a poll's stored candles: all but the newest are closed
+// (the newest may be the open one), and backfill gen, if any, is done
+// unless a newer StreamUp asked for another meanwhile.
+func (b *Binance) fetched(sym string, ks []store.Kline, backfill bool, gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.streams[sym]
+	if backfill && st.gen == gen {
+		st.pending = false
+	}
+	if len(ks) > 1 {
+		if c := ks[len(ks)-2].OpenTime; c.After(st.final) {
+			st.final = c
+		}
+	}
 }
 
 // Stats returns a copy of the counters.
@@ -218,6 +336,12 @@ func (b *Binance) Stats() Stats {
 func (b *Binance) Run(ctx context.Context) error {
 	b.log.Info("binance source started", "base_url", b.cfg.BaseURL, "symbols", b.cfg.Symbols,
 		"interval", b.cfg.Interval, "poll_interval", b.cfg.PollInterval.String())
+	if !b.prepared {
+		if err := b.Prepare(ctx); err != nil && ctx.Err() == nil {
+			// A store error; each poll tries again for its symbol.
+			b.log.Warn("binance source could not read where to resume", logging.KeyErr, err)
+		}
+	}
 	for {
 		wait := b.poll(ctx)
 		if ctx.Err() != nil {
@@ -227,6 +351,15 @@ func (b *Binance) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-b.clk.After(wait):
+		case <-b.wake:
+			if b.failures > 0 {
+				// Backing off: a stream coming up does not lift a rate limit.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-b.clk.After(wait):
+				}
+			}
 		}
 	}
 }
@@ -294,9 +427,14 @@ func (b *Binance) pollSymbol(ctx context.Context, sym string, s *symbolState) er
 		}
 	}
 	next := *s
-	ks, err := b.pollKlines(ctx, sym, &next, now)
-	if err != nil {
-		return err
+	var ks []store.Kline
+	var err error
+	fetch, from, backfill, gen := b.klinePlan(sym, s)
+	if fetch {
+		next.klineNext = from
+		if ks, err = b.pollKlines(ctx, sym, &next, now); err != nil {
+			return err
+		}
 	}
 	var ois []store.OpenInterest
 	if next.oiLast.IsZero() || !now.Before(next.oiLast.Add(b.period)) {
@@ -306,6 +444,15 @@ func (b *Binance) pollSymbol(ctx context.Context, sym string, s *symbolState) er
 	}
 	if err := b.st.Upsert(ctx, ks, ois); err != nil {
 		return &storeError{err}
+	}
+	if fetch {
+		b.fetched(sym, ks, backfill, gen)
+		if backfill {
+			b.log.Info("binance stream backfill", logging.KeySymbol, sym, "from", from, "candles", len(ks))
+		}
+		if next.klineNext.Before(s.klineNext) {
+			next.klineNext = s.klineNext
+		}
 	}
 	*s = next
 	b.mu.Lock()
