@@ -74,7 +74,10 @@ func TestObservability(t *testing.T) {
 	bin := obsStart(t, "snapshotter-binance", filepath.Join(bins, "snapshotter"),
 		"--listen="+binAddr, "--db="+filepath.Join(dir, "binance", "liqstream.duckdb"),
 		"--binance.enabled", "--demo.enabled=false", "--simulator.enabled=false",
-		"--binance.base_url="+fake.URL, "--binance.poll_interval=1s", "--binance.lookback=6h",
+		"--binance.base_url="+fake.URL, "--binance.poll_interval=1s",
+		// The fake serves no streams: the handshake is refused at once and
+		// the source polls, with its stream metrics exported all the same.
+		"--binance.stream_url="+strings.Replace(fake.URL, "http://", "ws://", 1), "--binance.lookback=6h",
 		"--snapshot.interval=1s")
 
 	// Prometheus starts as early as it can, so it has history by the time

@@ -481,7 +481,7 @@ func TestCrashDuringLiveIngest(t *testing.T) {
 	// lose observations there.
 	start := func(db string) *testenv.Proc {
 		return testenv.Launch(t, "snapshotter", "", "--db", db, "--listen", "127.0.0.1:0", "--symbols", strings.Join(fx.symbols, ","),
-			"--demo.enabled=false", "--simulator.enabled=false", "--binance.enabled=true", "--binance.base_url="+srv.URL,
+			"--demo.enabled=false", "--simulator.enabled=false", "--binance.enabled=true", "--binance.stream=false", "--binance.base_url="+srv.URL,
 			"--binance.poll_interval=1s", "--binance.lookback=40h", "--log_summary_interval=1h")
 	}
 	check := func(run int, c storeCounts) {

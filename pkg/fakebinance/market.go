@@ -62,7 +62,8 @@ func symbolSeed(sym string, seed uint64) uint64 {
 }
 
 // basePrice gives well-known symbols their usual scale and others a price
-// between 20 and 2,000 USDT.
+// between 200 and 20,000 USDT, where liqstream's bin sizes (1 USD and up)
+// make heatmaps of ordinary resolution.
 func basePrice(sym string, seed uint64) float64 {
 	switch sym {
 	case "BTCUSDT":
@@ -70,8 +71,11 @@ func basePrice(sym string, seed uint64) float64 {
 	case "ETHUSDT":
 		return 3000
 	}
-	return 20 * math.Pow(100, float64(seed%1000)/1000)
+	return roundTick(200 * math.Pow(100, float64(seed%1000)/1000))
 }
+
+// BasePrice is where symbol's market starts for seed.
+func BasePrice(symbol string, seed uint64) float64 { return basePrice(symbol, symbolSeed(symbol, seed)) }
 
 func newSeries(sym string, seed uint64, step time.Duration, start time.Time) *series {
 	s := symbolSeed(sym, seed)

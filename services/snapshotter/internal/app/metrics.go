@@ -128,6 +128,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descStoreRows, prometheus.GaugeValue, float64(n.Klines), "klines")
 	ch <- prometheus.MustNewConstMetric(descStoreRows, prometheus.GaugeValue, float64(n.OpenInterest), "open_interest")
+	ch <- prometheus.MustNewConstMetric(descStoreRows, prometheus.GaugeValue, float64(n.Liquidations), "liquidations")
 }
 
 type binanceCollector struct{ src *ingest.Binance }

@@ -40,8 +40,10 @@ type Config struct {
 type Binance struct {
 	Enabled      bool          `mapstructure:"enabled" desc:"poll Binance for candles and open interest (turn the simulator and demo off)"`
 	BaseURL      string        `mapstructure:"base_url" desc:"Binance USD-M REST base URL"`
-	PollInterval time.Duration `mapstructure:"poll_interval" desc:"how often each symbol is polled (1s-5m)"`
+	PollInterval time.Duration `mapstructure:"poll_interval" desc:"how often each symbol is polled (1s-5m): its open interest, and its candles while no stream carries them"`
 	Lookback     time.Duration `mapstructure:"lookback" desc:"history fetched for a symbol the store lacks (at most 30 days: Binance keeps 30 days of open interest)"`
+	Stream       bool          `mapstructure:"stream" desc:"read candles and liquidations from Binance's market streams (WebSocket), REST only backfilling gaps; false polls candles over REST and records no liquidations"`
+	StreamURL    string        `mapstructure:"stream_url" desc:"Binance USD-M market stream base URL"`
 }
 
 // Snapshot is the compute loop.
@@ -103,7 +105,8 @@ func Default() Config {
 			Workers: history.DefaultWorkers, Queue: history.DefaultQueue},
 		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
-		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour},
+		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour,
+			Stream: true, StreamURL: "wss://fstream.binance.com"},
 
 		LogSummary: time.Minute,
 	}
@@ -202,6 +205,9 @@ func (c *Config) Validate() error {
 		}
 		if u, err := url.Parse(c.Binance.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("binance.base_url: want https://host, got %q", c.Binance.BaseURL)
+		}
+		if u, err := url.Parse(c.Binance.StreamURL); c.Binance.Stream && (err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "") {
+			return fmt.Errorf("binance.stream_url: want wss://host, got %q", c.Binance.StreamURL)
 		}
 		if c.Binance.PollInterval < time.Second || c.Binance.PollInterval > 5*time.Minute {
 			return fmt.Errorf("binance.poll_interval: must be between 1s and 5m, got %s", c.Binance.PollInterval)

@@ -40,6 +40,12 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.PollInterval = true, false, false, 0
 		}, "binance.poll_interval:"},
 		{"binance valid", func(c *Config) { c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled = true, false, false }, ""},
+		{"binance stream url", func(c *Config) {
+			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.StreamURL = true, false, false, "https://fstream.binance.com"
+		}, "binance.stream_url:"},
+		{"binance without stream ignores its url", func(c *Config) {
+			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.Stream, c.Binance.StreamURL = true, false, false, false, ""
+		}, ""},
 		{"demo days", func(c *Config) { c.Demo.Days = 0 }, "demo.days:"},
 		{"simulator tick", func(c *Config) { c.Sim.Tick = time.Millisecond }, "simulator.tick:"},
 	}

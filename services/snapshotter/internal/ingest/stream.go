@@ -86,7 +86,7 @@ type StreamStats struct {
 	Liquidations  uint64 // stored, replays included
 	FlushErrors   uint64
 	Disconnected  time.Duration // total time some shard was down, reconnects included
-	LastMessageAt time.Time
+	LastMessageAt time.Time // or when Run started, before any message
 }
 
 // Stream reads Binance's kline and forceOrder streams and writes what they
@@ -208,6 +208,9 @@ func (s *Stream) Run(ctx context.Context) error {
 	s.stop = ctx.Done()
 	s.mu.Lock()
 	s.stats.Connections = len(shards)
+	// Until a first message, the age of the last one is that of the start:
+	// a stream that never delivers is as stale as one that stopped.
+	s.stats.LastMessageAt = time.Now()
 	s.mu.Unlock()
 	s.log.Info("binance streams started", "url", s.cfg.URL, "symbols", len(s.cfg.Symbols), "connections", len(shards))
 	var wg sync.WaitGroup
