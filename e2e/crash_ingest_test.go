@@ -178,7 +178,7 @@ func TestCrashDuringArchiveImport(t *testing.T) {
 		want.Klines += f.klines
 		want.OpenInterest += f.oi
 	}
-	summary := fmt.Sprintf("imported %d klines and %d open interest rows; 0 file(s) rejected", want.Klines, want.OpenInterest)
+	summary := fmt.Sprintf("imported %d klines, %d open interest rows and 0 liquidations; 0 file(s) rejected", want.Klines, want.OpenInterest)
 
 	// The reference: an uninterrupted import, and how long it takes (the
 	// binaries built first, not timed).

@@ -48,7 +48,7 @@ func TestImportCommand(t *testing.T) {
 	if !strings.Contains(out, "OK  "+good+": 2 klines BTCUSDT 5m") || !strings.Contains(out, "ERR "+bad+": line 2:") {
 		t.Fatalf("per-file lines missing:\n%s", out)
 	}
-	if !strings.Contains(errOut, "imported 2 klines and 0 open interest rows; 1 file(s) rejected") {
+	if !strings.Contains(errOut, "imported 2 klines, 0 open interest rows and 0 liquidations; 1 file(s) rejected") {
 		t.Fatalf("summary: %s", errOut)
 	}
 	// Importing the good file again changes nothing and succeeds.

@@ -328,10 +328,12 @@ func (g *Gateway) Routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /api/v1/snapshot/{symbol}", api(http.HandlerFunc(g.snapshot)))
 	// History, the model's inputs and the gaps in them (/data/gaps, which
-	// the page shows instead of an empty map) are the snapshotter's data;
-	// the gateway relays.
+	// the page shows instead of an empty map), the realised liquidations and
+	// the models' accuracy against them are the snapshotter's data; the
+	// gateway relays.
 	proxy := historyProxy(g.cfg.SnapshotterURL)
-	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range", "/data/gaps"} {
+	for _, path := range []string{"/liquidations/heatmap-timeseries", "/prices/klines", "/data/open-interest", "/data/date-range", "/data/gaps",
+		"/data/liquidations", "/data/model-accuracy"} {
 		mux.Handle("GET "+path, api(proxy))
 	}
 	mux.Handle("GET /api/v1/symbols", api(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

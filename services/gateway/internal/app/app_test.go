@@ -117,16 +117,23 @@ func TestHistoryIsProxiedToTheSnapshotter(t *testing.T) {
 	}
 }
 
-// The page asks for a symbol's data gaps through the gateway, which relays
-// the snapshotter's answer as it is.
+// The page asks for a symbol's data gaps, its realised liquidations and the
+// models' accuracy through the gateway, which relays the snapshotter's
+// answer as it is.
 func TestDataGapsAreProxiedToTheSnapshotter(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.URL.Path+"?"+r.URL.RawQuery)
 	}))
 	t.Cleanup(up.Close)
 	_, srv := serverWith(t, true, up.URL)
-	if code, body := get(t, srv.URL+"/data/gaps?symbol=BTCUSDT"); code != http.StatusOK || body != "/data/gaps?symbol=BTCUSDT" {
-		t.Fatalf("GET /data/gaps: %d %q", code, body)
+	for _, path := range []string{
+		"/data/gaps?symbol=BTCUSDT",
+		"/data/liquidations?symbol=BTCUSDT&from=2026-11-30T00:00:00Z&min_notional=1000",
+		"/data/model-accuracy?symbol=BTCUSDT&model=binance&from=2026-11-24&to=2026-12-01",
+	} {
+		if code, body := get(t, srv.URL+path); code != http.StatusOK || body != path {
+			t.Errorf("GET %s: %d %q", path, code, body)
+		}
 	}
 }
 

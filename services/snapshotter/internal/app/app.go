@@ -13,10 +13,10 @@ import (
 
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/serve"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/accuracy"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/api"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/conf"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/history"
-	"github.com/liqstream/liqstream/services/snapshotter/internal/ingest"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/simulator"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/snapshot"
 	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
@@ -92,16 +92,11 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Binance.Enabled {
-		src, err := ingest.NewBinance(ingest.BinanceConfig{
-			BaseURL: cfg.Binance.BaseURL, Symbols: cfg.Symbols, Interval: cfg.Snapshot.CandleInterval,
-			PollInterval: cfg.Binance.PollInterval, Lookback: cfg.Binance.Lookback,
-		}, st, log.With("source", "binance"))
-		if err != nil {
-			return fmt.Errorf("binance: %w", err)
+		if err := startBinance(gctx, g, cfg, st, metrics, log); err != nil {
+			return err
 		}
-		metrics.watchBinance(src)
-		g.Go(func() error { return src.Run(gctx) })
 	}
+
 	if cfg.Sim.Enabled {
 		sim := simulator.New(simulator.Config{Symbols: cfg.Symbols, Interval: step, Tick: cfg.Sim.Tick, Seed: cfg.Demo.Seed}, st, simulator.RealClock(), log)
 		g.Go(func() error { return sim.Run(gctx) })
@@ -131,8 +126,14 @@ func Run(ctx context.Context, cfg conf.Config, log *slog.Logger) (err error) {
 		return nil
 	})
 	g.Go(func() error {
+		// Scoring replays like the time series and shares its workers.
+		acc, err := accuracy.New(st, hist, accuracy.Config{Symbols: cfg.Symbols, Params: params,
+			Interval: cfg.Snapshot.CandleInterval, Lookback: cfg.Snapshot.Lookback, Timeout: cfg.History.ComputeTimeout}, time.Now, log)
+		if err != nil {
+			return err
+		}
 		return serve.HTTP(gctx, cfg.Listen, api.New(board, cfg.Symbols, hist, metrics.handler(),
-			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now)).WithWarnings(gaps.warnings), 5*time.Second, log)
+			history.NewInputs(st, cfg.Symbols, cfg.Snapshot.CandleInterval, time.Now), acc).WithWarnings(gaps.warnings), 5*time.Second, log)
 	})
 	return g.Wait()
 }

@@ -45,8 +45,9 @@ func Import(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cerr := st.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	k, oi := sum.Rows()
-	fmt.Fprintf(stderr, "imported %d klines and %d open interest rows; %d file(s) rejected\n", k, oi, sum.Rejected())
+	rows := sum.Rows()
+	fmt.Fprintf(stderr, "imported %d klines, %d open interest rows and %d liquidations; %d file(s) rejected\n",
+		rows[ingest.KindKlines], rows[ingest.KindMetrics], rows[ingest.KindLiquidations], sum.Rejected())
 	if err != nil {
 		fmt.Fprintln(stderr, "snapshotter import:", err)
 		return 1

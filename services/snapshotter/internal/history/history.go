@@ -160,6 +160,13 @@ func New(st Store, d Defaults, now func() time.Time, log *slog.Logger) *Handler 
 // so far.
 func (h *Handler) Stats() GateStats { return h.gate.stats() }
 
+// Admit waits for a history worker for a computation other than the time
+// series (model accuracy), so that every replay of stored candles shares one
+// bound on workers and queue and none can starve the live loop. It returns a
+// *BusyError at once when the queue is full; release must be called when the
+// computation ends.
+func (h *Handler) Admit(ctx context.Context) (release func(), err error) { return h.gate.enter(ctx) }
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseQuery(r.URL.Query(), h.defaults, h.now())
 	if err != nil {

@@ -224,3 +224,17 @@ func parseAnyTime(s string) (time.Time, error) {
 // normSymbol is how every endpoint reads a symbol, so that all accept the
 // same spellings.
 func normSymbol(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }
+
+// ParseSymbol reads a symbol parameter as every endpoint does (case and
+// surrounding spaces ignored) and checks it is one of symbols; otherwise a
+// *ParamError naming "symbol" that lists the valid ones.
+func ParseSymbol(raw string, symbols []string) (string, error) {
+	sym := normSymbol(raw)
+	if sym == "" {
+		return "", &ParamError{"symbol", "required, one of " + strings.Join(symbols, ", ")}
+	}
+	if !slices.Contains(symbols, sym) {
+		return "", &ParamError{"symbol", fmt.Sprintf("unknown symbol %q; valid symbols: %s", sym, strings.Join(symbols, ", "))}
+	}
+	return sym, nil
+}

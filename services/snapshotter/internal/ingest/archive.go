@@ -27,6 +27,7 @@ import (
 type Sink interface {
 	ImportKlines(ctx context.Context, rows iter.Seq2[store.Kline, error]) (int, error)
 	ImportOpenInterest(ctx context.Context, rows iter.Seq2[store.OpenInterest, error]) (int, error)
+	ImportLiquidations(ctx context.Context, rows iter.Seq2[store.Liquidation, error]) (int, error)
 }
 
 // Kind is what an archive file holds.
@@ -36,6 +37,9 @@ type Kind int
 const (
 	KindKlines Kind = iota + 1
 	KindMetrics
+	// KindLiquidations is liquidationSnapshot: the forceOrder events of a
+	// day, as Binance published them for some periods.
+	KindLiquidations
 )
 
 // String names the kind as the archive folders do.
@@ -45,6 +49,8 @@ func (k Kind) String() string {
 		return "klines"
 	case KindMetrics:
 		return "metrics"
+	case KindLiquidations:
+		return "liquidationSnapshot"
 	}
 	return "unknown"
 }
@@ -63,10 +69,11 @@ type Name struct {
 var (
 	klineName   = regexp.MustCompile(`^([A-Z0-9_]{2,30})-([0-9]+[smhdwM]|1mo)-([0-9]{4}-[0-9]{2}(?:-[0-9]{2})?)\.(zip|csv)$`)
 	metricsName = regexp.MustCompile(`^([A-Z0-9_]{2,30})-metrics-([0-9]{4}-[0-9]{2}(?:-[0-9]{2})?)\.(zip|csv)$`)
+	liqName     = regexp.MustCompile(`^([A-Z0-9_]{2,30})-liquidationSnapshot-([0-9]{4}-[0-9]{2}(?:-[0-9]{2})?)\.(zip|csv)$`)
 )
 
 // nameHelp is the tail of every name rejection, so the user learns the rule.
-const nameHelp = "want SYMBOL-INTERVAL-YYYY-MM[-DD].zip|.csv (klines) or SYMBOL-metrics-YYYY-MM-DD.zip|.csv"
+const nameHelp = "want SYMBOL-INTERVAL-YYYY-MM[-DD].zip|.csv (klines), SYMBOL-metrics-YYYY-MM-DD.zip|.csv or SYMBOL-liquidationSnapshot-YYYY-MM-DD.zip|.csv"
 
 // ParseName recognises Binance's archive file names, like
 // BTCUSDT-5m-2024-01-01.zip, BTCUSDT-5m-2024-01.csv or
@@ -77,6 +84,8 @@ func ParseName(base string) (Name, error) {
 	var n Name
 	if m := metricsName.FindStringSubmatch(norm); m != nil {
 		n = Name{Kind: KindMetrics, Symbol: m[1], Date: m[2], Zipped: m[3] == "zip"}
+	} else if m := liqName.FindStringSubmatch(norm); m != nil {
+		n = Name{Kind: KindLiquidations, Symbol: m[1], Date: m[2], Zipped: m[3] == "zip"}
 	} else if m := klineName.FindStringSubmatch(norm); m != nil {
 		n = Name{Kind: KindKlines, Symbol: m[1], Interval: m[2], Date: m[3], Zipped: m[4] == "zip"}
 		if _, err := store.IntervalDuration(n.Interval); err != nil {
@@ -130,7 +139,8 @@ type FileResult struct {
 	Path string
 	Name Name // zero when the name was not recognised
 	// Rows is how many rows were written; Skipped how many metrics rows
-	// lacked open interest and were left out.
+	// lacked open interest, or liquidation rows had nothing filled, and
+	// were left out.
 	Rows, Skipped int
 	Err           *FileError // nil when the file was imported
 }
@@ -140,10 +150,17 @@ func (r FileResult) String() string {
 	if r.Err != nil {
 		return fmt.Sprintf("ERR %s: %s", r.Path, r.Err.Reason())
 	}
-	if r.Name.Kind == KindMetrics {
+	switch r.Name.Kind {
+	case KindMetrics:
 		s := fmt.Sprintf("OK  %s: %d open interest rows %s", r.Path, r.Rows, r.Name.Symbol)
 		if r.Skipped > 0 {
 			s += fmt.Sprintf(" (%d rows without open interest skipped)", r.Skipped)
+		}
+		return s
+	case KindLiquidations:
+		s := fmt.Sprintf("OK  %s: %d liquidations %s", r.Path, r.Rows, r.Name.Symbol)
+		if r.Skipped > 0 {
+			s += fmt.Sprintf(" (%d orders with nothing filled skipped)", r.Skipped)
 		}
 		return s
 	}
@@ -167,19 +184,15 @@ func (s Summary) Rejected() int {
 	return n
 }
 
-// Rows returns the klines and open-interest rows written.
-func (s Summary) Rows() (klines, openInterest int) {
+// Rows returns the rows written by kind.
+func (s Summary) Rows() map[Kind]int {
+	out := map[Kind]int{}
 	for _, f := range s.Files {
-		if f.Err != nil {
-			continue
-		}
-		if f.Name.Kind == KindKlines {
-			klines += f.Rows
-		} else {
-			openInterest += f.Rows
+		if f.Err == nil {
+			out[f.Name.Kind] += f.Rows
 		}
 	}
-	return klines, openInterest
+	return out
 }
 
 // Import imports every file named by paths, walking directories recursively,
@@ -307,6 +320,15 @@ func ImportFile(ctx context.Context, sink Sink, path string) FileResult {
 		skipped := 0
 		res.Rows, err = sink.ImportOpenInterest(ctx, pipe(func(emit func(store.OpenInterest) bool) error {
 			return metricsRows(r, name.Symbol, emit, &skipped)
+		}))
+		if err != nil {
+			return fail(lineOf(err))
+		}
+		res.Skipped = skipped
+	case KindLiquidations:
+		skipped := 0
+		res.Rows, err = sink.ImportLiquidations(ctx, pipe(func(emit func(store.Liquidation) bool) error {
+			return liquidationRows(r, name.Symbol, emit, &skipped)
 		}))
 		if err != nil {
 			return fail(lineOf(err))

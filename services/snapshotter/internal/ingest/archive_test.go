@@ -205,7 +205,7 @@ func TestImportMetrics(t *testing.T) {
 			if got, want := strings.TrimSpace(out.String()), strings.ReplaceAll(tc.line, "DIR", dir); got != want {
 				t.Errorf("report %q, want %q", got, want)
 			}
-			if _, oi := sum.Rows(); oi != tc.rows {
+			if oi := sum.Rows()[KindMetrics]; oi != tc.rows {
 				t.Errorf("summary says %d rows, want %d", oi, tc.rows)
 			}
 			if f := fingerprintOf(t, db, ""); f.oi != int64(tc.rows) {
@@ -253,7 +253,8 @@ func TestImportDirectory(t *testing.T) {
 	if sum.Rejected() != 2 {
 		t.Errorf("%d rejected, want 2", sum.Rejected())
 	}
-	if k, oi := sum.Rows(); k != 576 || oi != 288 {
+	if rows := sum.Rows(); rows[KindKlines] != 576 || rows[KindMetrics] != 288 {
+		k, oi := rows[KindKlines], rows[KindMetrics]
 		t.Errorf("summary rows %d klines %d oi, want 576 and 288", k, oi)
 	}
 	checkKlines(t, db, series{symbol: "BTCUSDT", interval: "5m", n: 576, first: day, last: day.Add(575 * 5 * time.Minute), firstOpen: 42000})

@@ -20,6 +20,10 @@ import (
 const (
 	klineColumns   = 12
 	metricsColumns = 8
+	// liquidationColumns: time, side, order_type, time_in_force,
+	// original_quantity, price, average_price, order_status,
+	// last_fill_quantity, accumulated_fill_quantity.
+	liquidationColumns = 10
 )
 
 // lineError is a parse failure at one line of a file.
@@ -412,4 +416,42 @@ func pipe[T any](produce func(emit func(T) bool) error) iter.Seq2[T, error] {
 			}
 		}
 	}
+}
+
+// liquidationRows reads a liquidationSnapshot CSV: one forceOrder event per
+// row, time in epoch ms. The filled quantity at the average price is what
+// happened, as for the live stream; an order with nothing filled is skipped
+// and counted.
+func liquidationRows(r io.Reader, symbol string, emit func(store.Liquidation) bool, skipped *int) error {
+	return csvRows(r, liquidationColumns, "time", func(_ int, c []string) (bool, error) {
+		us, err := epochMicros("time", c[0])
+		if err != nil {
+			return false, err
+		}
+		side := strings.TrimSpace(c[1])
+		if side != "BUY" && side != "SELL" {
+			return false, fmt.Errorf("side %q, want BUY or SELL", c[1])
+		}
+		var v [3]float64
+		for i, col := range [3]struct {
+			name string
+			at   int
+		}{{"price", 5}, {"average_price", 6}, {"accumulated_fill_quantity", 9}} {
+			if v[i], err = parseNumber(col.name, c[col.at]); err != nil {
+				return false, err
+			}
+			if v[i] < 0 {
+				return false, fmt.Errorf("%s %s is negative", col.name, c[col.at])
+			}
+		}
+		if v[2] == 0 || v[1] == 0 {
+			*skipped++
+			return true, nil
+		}
+		l := Liquidation{Symbol: symbol, Side: side, Price: v[0], Quantity: v[2], Notional: v[1] * v[2], Time: time.UnixMicro(us).UTC()}
+		if l.Price == 0 {
+			return false, fmt.Errorf("price %s is not above 0", c[5])
+		}
+		return emit(l.Row()), nil
+	})
 }

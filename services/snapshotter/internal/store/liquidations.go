@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"iter"
 	"math"
 	"strconv"
 	"sync"
@@ -130,4 +131,21 @@ func (v *versions) get(sym string) uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.m[sym]
+}
+
+// ImportLiquidations stores the liquidations of one archive file in one
+// transaction, each once however often it is imported. A day holds
+// thousands at most, so they are gathered and written as one upsert.
+func (s *Store) ImportLiquidations(ctx context.Context, rows iter.Seq2[Liquidation, error]) (int, error) {
+	var ls []Liquidation
+	for l, err := range rows {
+		if err != nil {
+			return 0, err
+		}
+		ls = append(ls, l)
+	}
+	if err := s.UpsertLiquidations(ctx, ls); err != nil {
+		return 0, err
+	}
+	return len(ls), nil
 }
