@@ -75,7 +75,9 @@ func basePrice(sym string, seed uint64) float64 {
 }
 
 // BasePrice is where symbol's market starts for seed.
-func BasePrice(symbol string, seed uint64) float64 { return basePrice(symbol, symbolSeed(symbol, seed)) }
+func BasePrice(symbol string, seed uint64) float64 {
+	return basePrice(symbol, symbolSeed(symbol, seed))
+}
 
 func newSeries(sym string, seed uint64, step time.Duration, start time.Time) *series {
 	s := symbolSeed(sym, seed)

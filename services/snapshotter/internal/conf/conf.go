@@ -103,8 +103,8 @@ func Default() Config {
 			OIGap: string(heatmap.OIGapReset)},
 		History: History{DefaultWindow: "48h", DefaultInterval: "15m", MaxSnapshots: 5000, CacheMB: 256, ComputeTimeout: 2 * time.Minute,
 			Workers: history.DefaultWorkers, Queue: history.DefaultQueue},
-		Demo:    Demo{Enabled: true, Seed: 42, Days: 7},
-		Sim:     Sim{Enabled: true, Tick: 2 * time.Second},
+		Demo: Demo{Enabled: true, Seed: 42, Days: 7},
+		Sim:  Sim{Enabled: true, Tick: 2 * time.Second},
 		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour,
 			Stream: true, StreamURL: "wss://fstream.binance.com"},
 

@@ -86,7 +86,7 @@ type StreamStats struct {
 	Liquidations  uint64 // stored, replays included
 	FlushErrors   uint64
 	Disconnected  time.Duration // total time some shard was down, reconnects included
-	LastMessageAt time.Time // or when Run started, before any message
+	LastMessageAt time.Time     // or when Run started, before any message
 }
 
 // Stream reads Binance's kline and forceOrder streams and writes what they
