@@ -76,7 +76,20 @@ type Server struct {
 	restFail  []injected
 	wsReject  []injected
 	stats     Stats
+	// pushed is when each kline state was first written to a connection,
+	// by symbol, open time and cumulative volume, for freshness measures;
+	// entries older than pushedKeep go.
+	pushed map[pushKey]time.Time
 }
+
+type pushKey struct {
+	sym    string
+	open   int64
+	volume float64
+}
+
+// pushedKeep bounds the memory of Pushed.
+const pushedKeep = 15 * time.Minute
 
 type injected struct{ status, retryAfter int }
 
@@ -109,7 +122,8 @@ func New(cfg Config) *Server {
 		cfg.Now = cfg.Start
 	}
 	s := &Server{cfg: cfg, now: cfg.Now.UTC().Truncate(cfg.UpdateEvery), series: map[string]*series{},
-		conns: map[*gws.Conn]*conn{}, delivered: map[int]bool{}, stats: Stats{Requests: map[string]int{}}}
+		conns: map[*gws.Conn]*conn{}, delivered: map[int]bool{}, stats: Stats{Requests: map[string]int{}},
+		pushed: map[pushKey]time.Time{}}
 	for _, sym := range cfg.Symbols {
 		sr := newSeries(sym, cfg.Seed, cfg.Interval, cfg.Start)
 		sr.advance(s.now)
@@ -155,6 +169,13 @@ func (s *Server) Run(ctx context.Context) {
 
 func (s *Server) step(t time.Time) {
 	s.now = t
+	if t.Second() == 0 {
+		for k, at := range s.pushed {
+			if time.Since(at) > pushedKeep {
+				delete(s.pushed, k)
+			}
+		}
+	}
 	for _, sym := range s.cfg.Symbols {
 		sr := s.series[sym]
 		closedBefore := len(sr.closed)
@@ -208,9 +229,13 @@ func (s *Server) sendKline(sym string, c Candle, at time.Time) {
 	msg := []byte(fmt.Sprintf(`{"stream":"%s@kline_%s","data":{"e":"kline","E":%d,"s":%q,"k":{"t":%d,"T":%d,"s":%q,"i":%q,"f":1,"L":2,"o":"%s","c":"%s","h":"%s","l":"%s","v":"%s","n":10,"x":%t,"q":"0","V":"0","Q":"0","B":"0"}}}`,
 		strings.ToLower(sym), iv, at.UnixMilli(), sym, c.Open.UnixMilli(), c.Open.Add(s.cfg.Interval).UnixMilli()-1, sym, iv,
 		num(c.O), num(c.C), num(c.H), num(c.L), num(c.V), c.Final))
+	key := pushKey{sym, c.Open.UnixMilli(), c.V}
 	for ws, cn := range s.conns {
 		if !cn.klines[sym] {
 			continue
+		}
+		if _, ok := s.pushed[key]; !ok && !cn.silent {
+			s.pushed[key] = time.Now()
 		}
 		if s.reorder {
 			prev := cn.held[sym]
@@ -352,6 +377,16 @@ func (s *Server) Liquidations() (all []Liquidation, delivered []bool) {
 		delivered[i] = s.delivered[i]
 	}
 	return all, delivered
+}
+
+// Pushed returns when the state of symbol's candle opening at open with
+// the given cumulative volume was first written to a client (wall clock),
+// for measuring how fresh what clients show is.
+func (s *Server) Pushed(symbol string, open time.Time, volume float64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.pushed[pushKey{symbol, open.UnixMilli(), volume}]
+	return at, ok
 }
 
 // Stats returns a copy of the counters.

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liqstream/liqstream/e2e/internal/testenv"
+	"github.com/liqstream/liqstream/pkg/fakebinance"
+	"github.com/liqstream/liqstream/pkg/protocol"
+)
+
+// liveBinanceStack runs a fake Binance on the wall clock and a snapshotter
+// reading it (REST history, then the streams) with a gateway in front.
+func liveBinanceStack(t *testing.T, symbols ...string) (*fakebinance.Server, *testenv.Stack) {
+	t.Helper()
+	now := time.Now().UTC()
+	fx := fakebinance.New(fakebinance.Config{Symbols: symbols, Start: now.Add(-30 * time.Hour), Now: now, Seed: 3})
+	srv := httptest.NewServer(fx)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fx.Run(ctx)
+	}()
+	// Cleanups run last-in first-out: the market stops after the processes.
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	s := testenv.StartStack(t, "--symbols="+strings.Join(symbols, ","), "--demo.enabled=false", "--simulator.enabled=false",
+		"--binance.enabled", "--binance.base_url="+srv.URL, "--binance.stream_url="+strings.Replace(srv.URL, "http://", "ws://", 1),
+		"--binance.poll_interval=1s", "--binance.lookback=29h", "--snapshot.interval=1s", "--log_level=debug")
+	waitReady(t, s.GatewayURL())
+	return fx, s
+}
+
+// TestLiquidationReachesClientsInTheNextSnapshot: a liquidation on the
+// fake Binance stream is stored and carried by the next snapshot frame a
+// WebSocket client reads.
+func TestLiquidationReachesClientsInTheNextSnapshot(t *testing.T) {
+	fx, s := liveBinanceStack(t, "BTCUSDT")
+	c := dial(t, s.WSURL())
+	if err := c.Send(map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1}); err != nil {
+		t.Fatal(err)
+	}
+	next := func() protocol.Snapshot {
+		t.Helper()
+		f, err := c.Next(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var snap protocol.Snapshot
+		if err := json.Unmarshal(f.Bytes, &snap); err != nil || snap.Type != protocol.TypeSnapshot {
+			t.Fatalf("frame %.200s: %v", f.Bytes, err)
+		}
+		return snap
+	}
+	first := next()
+	// Not in the last seconds of a candle: the liquidation must belong to
+	// the candle the next frames show.
+	for fx.Now().Sub(fx.Now().Truncate(5*time.Minute)) > 4*time.Minute+45*time.Second {
+		first = next()
+	}
+	if n := len(first.Data.Liquidations); n != 0 {
+		t.Fatalf("a frame carries %d liquidations before any happened", n)
+	}
+	// A long liquidated 0.3 % under the price, for 1.5 BTC.
+	price := first.Data.CurrentPrice * 0.997
+	liq := fx.Liquidate("BTCUSDT", "SELL", price, 1.5)
+	var base uint64
+	for {
+		snap := next()
+		if base == 0 {
+			// The frame read first may have been on its way already.
+			base = snap.Seq - 1
+		}
+		if len(snap.Data.Liquidations) == 0 {
+			if snap.Seq > base+2 {
+				t.Fatalf("frame seq %d still carries no liquidation; it happened before seq %d was produced", snap.Seq, base+1)
+			}
+			continue
+		}
+		got := snap.Data.Liquidations[0]
+		want := protocol.Liquidation{Time: protocol.FormatTime(liq.Time), Side: "long", Price: liq.Price, Quantity: 1.5, Notional: liq.Price * 1.5}
+		if len(snap.Data.Liquidations) != 1 || got != want {
+			t.Fatalf("frame seq %d carries %+v, want exactly %+v", snap.Seq, snap.Data.Liquidations, want)
+		}
+		t.Logf("liquidation at %s in frame seq %d (first frame read after it: seq %d)", want.Time, snap.Seq, base+1)
+		break
+	}
+
+	// How fresh the open candle is: every frame's candle must be a state
+	// the market pushed, and the time from that push to the client reading
+	// it is logged (a measurement; docs/PERFORMANCE.md reports it).
+	var ages []time.Duration
+	for len(ages) < 8 {
+		f, err := c.Next(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var snap protocol.Snapshot
+		if err := json.Unmarshal(f.Bytes, &snap); err != nil {
+			t.Fatal(err)
+		}
+		open, err := time.Parse(time.RFC3339Nano, snap.Data.Candle.OpenTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed, ok := fx.Pushed("BTCUSDT", open, snap.Data.Candle.Volume)
+		if !ok {
+			t.Fatalf("frame seq %d shows candle %+v, a state the market never pushed", snap.Seq, snap.Data.Candle)
+		}
+		ages = append(ages, f.Read.Sub(pushed))
+	}
+	slices.Sort(ages)
+	t.Logf("open candle on the client, from Binance's push to the client reading it (snapshot.interval 1s, update_interval 1): median %s, max %s over %d frames",
+		ages[len(ages)/2].Round(time.Millisecond), ages[len(ages)-1].Round(time.Millisecond), len(ages))
+}
