@@ -49,6 +49,10 @@ type StreamConfig struct {
 	// MaxAge replaces a connection before Binance cuts it at 24 h; 23h.
 	// The new one is opened before the old one closes, so nothing is missed.
 	MaxAge time.Duration
+	// Overlap is how long both connections are read after the new one
+	// delivered its first message, so what was already on its way on the
+	// old one is read before it closes; 2s.
+	Overlap time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential wait before
 	// reconnecting; 1s and 2m. A Retry-After on a refused handshake is
 	// honoured when longer.
@@ -149,6 +153,7 @@ func NewStream(cfg StreamConfig, st StreamStore, rest Backfiller, log *slog.Logg
 	def(&cfg.PingEvery, 30*time.Second)
 	def(&cfg.Silence, 75*time.Second)
 	def(&cfg.MaxAge, 23*time.Hour)
+	def(&cfg.Overlap, 2*time.Second)
 	def(&cfg.MinBackoff, time.Second)
 	def(&cfg.MaxBackoff, 2*time.Minute)
 	def(&cfg.Flush, 250*time.Millisecond)
@@ -251,6 +256,13 @@ func (s *Stream) keep(ctx context.Context, sh shard) {
 			continue
 		}
 		if old != nil {
+			// The new connection carries everything from the moment its
+			// first message arrives; what Binance wrote to the old one
+			// before that may still be in flight, so it is read a while
+			// longer. Both deliver the same events meanwhile; the writer
+			// keeps each once.
+			sess.awaitFirst(ctx, s.cfg.Silence)
+			sleepCtx(ctx, s.cfg.Overlap)
 			old.close()
 			old = nil
 		} else {
@@ -331,7 +343,7 @@ func (s *Stream) dial(ctx context.Context, sh shard) (*session, time.Duration, e
 	s.mu.Lock()
 	s.stats.Dials++
 	s.mu.Unlock()
-	sess := &session{s: s, done: make(chan struct{})}
+	sess := &session{s: s, done: make(chan struct{}), first: make(chan struct{})}
 	addr := s.cfg.URL + "/stream?streams=" + strings.Join(sh.streams, "/")
 	conn, resp, err := gws.NewClient(sess, &gws.ClientOption{
 		Addr: addr, HandshakeTimeout: s.cfg.HandshakeTimeout,
@@ -370,8 +382,11 @@ type session struct {
 	gws.BuiltinEventHandler
 	s    *Stream
 	conn *gws.Conn
-	// got is set once the connection delivered a message.
-	got      atomic.Bool
+	// got is set once the connection delivered a message, and first
+	// closed then.
+	got       atomic.Bool
+	first     chan struct{}
+	firstOnce sync.Once
 	done     chan struct{}
 	once     sync.Once
 	closeErr error
@@ -399,8 +414,9 @@ func (c *session) OnClose(_ *gws.Conn, err error) {
 func (c *session) OnMessage(_ *gws.Conn, m *gws.Message) {
 	defer m.Close()
 	c.alive()
-	c.got.Store(true)
 	c.s.handle(m.Bytes())
+	c.got.Store(true)
+	c.firstOnce.Do(func() { close(c.first) })
 }
 
 // ping pings until the connection ends; a link that stops answering is
@@ -415,6 +431,19 @@ func (c *session) ping(every time.Duration) {
 		case <-t.C:
 			c.conn.WritePing(nil)
 		}
+	}
+}
+
+// awaitFirst returns once the connection delivered a message, ended, or
+// timeout passed.
+func (c *session) awaitFirst(ctx context.Context, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.first:
+	case <-c.done:
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

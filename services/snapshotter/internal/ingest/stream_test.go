@@ -307,7 +307,9 @@ func TestStreamsStoreWhatAnUninterruptedFeedWould(t *testing.T) {
 // connection opens before the old one closes, so no liquidation is missed
 // and no backfill is needed.
 func TestStreamConnectionsAreReplacedWithoutAGap(t *testing.T) {
-	r := startLiveRig(t, []string{"BTCUSDT"}, 0, func(c *StreamConfig) { c.MaxAge = 150 * time.Millisecond })
+	r := startLiveRig(t, []string{"BTCUSDT"}, 0, func(c *StreamConfig) {
+		c.MaxAge, c.Overlap = 150*time.Millisecond, 50*time.Millisecond
+	})
 	r.connected(t, 1)
 	await(t, "initial history stored", 20*time.Second, func() (bool, string) { return r.matchesTruth(t) })
 	klineRequests := len(r.fx.Stats().KlineRequests)
