@@ -1,7 +1,7 @@
 // The page: a time-evolving liquidation heatmap (history from
 // /liquidations/heatmap-timeseries, extended live by the stream) and the
 // liquidation map of the latest snapshot beside it.
-import { LiqstreamClient, Status } from "./liqstream.js";
+import { LiqstreamClient, Status, LiquidationMarks, markRadius } from "./liqstream.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -31,6 +31,24 @@ const GRID = "rgba(140, 160, 190, 0.08)";
 const AXIS_TEXT = "#8a96a8";
 const NOW_LINE = "#f5f7fa";
 
+// Realised liquidations (frames' data.liquidations) are marked on the heatmap
+// at their candle's column, coloured by the side liquidated as the map's bars
+// are: long positions green, short ones red.
+const MARK_AGE = HOUR; // kept: the last hour of the data's clock, ...
+const MARK_MAX = 1000; // ... at most this many (the oldest go first)
+const MARK_R_MIN = 3; // CSS px: the smallest still shows and can be hovered
+const MARK_R_MAX = 16;
+// The notional drawn at MARK_R_MAX when nothing larger is held: without a
+// floor one $2K liquidation alone would look like a cascade.
+const MARK_REF = 100e3;
+const MARK_FILL = { long: "rgba(38, 194, 129, 0.72)", short: "rgba(240, 80, 110, 0.72)" };
+const MARK_LINE = { long: "#5ff0b4", short: "#ff8fa6" };
+
+// The model-accuracy panel (data/model-accuracy) is refreshed this often; the
+// scores are per day, so more often would only load the snapshotter.
+const ACCURACY_EVERY = 5 * 60e3;
+const BASELINES = ["uniform", "distance"];
+
 const state = {
   symbols: [],
   symbol: null,
@@ -52,6 +70,12 @@ const state = {
   hover: null, // {panel: "heat"|"map", x, y} in CSS px
   error: null,
   gaps: [], // the snapshotter's data warnings of the symbol: {kind, since, message}
+  // Realised liquidations seen while the page is open, once each.
+  marks: new LiquidationMarks({ maxAge: MARK_AGE, maxCount: MARK_MAX }),
+  // ?liquidations=0 hides the marks; kept in the address bar like the rest.
+  showMarks: params.get("liquidations") !== "0",
+  historyModel: null, // the model the history was computed with (meta.model)
+  acc: { token: 0, timer: null, body: null, symbol: null },
 };
 
 // What the browser tests read: plain data, kept current.
@@ -74,6 +98,17 @@ const probe = {
   error: "",
   notice: "",
   dataGap: "", // the data warnings shown, one per line
+  view: null, // the price range drawn, {lo, hi}
+  timeRange: null, // the heatmap's time axis, {t0, t1, iv} in ms: column k spans t0 + k·iv
+  // Liquidation marks: shown (the toggle), kept (history size), count (drawn
+  // now) and per drawn mark {x, y, r (canvas pixels, like plot), side, price,
+  // notional, time, column (the column's start, ISO)}, in drawing order.
+  marks: { shown: true, kept: 0, count: 0, list: [] },
+  // The model-accuracy panel: state is idle, loading, ok, empty, busy,
+  // unavailable or error (states: the last ones, in order); fetches counts
+  // requests for the symbol; model is the heatmap's model as the panel names
+  // it; retryIn the last retry delay chosen (ms).
+  accuracy: { state: "idle", symbol: null, fetches: 0, model: null, retryIn: null, states: [] },
 };
 window.__liqstream = probe;
 
@@ -150,6 +185,10 @@ client.addEventListener("snapshot", (e) => {
   probe.seq = f.seq;
   state.latest = f;
   state.latestAt = Date.now();
+  const d = f.data || {};
+  state.marks.add(d.liquidations, d.candle && d.candle.open_time);
+  probe.marks.kept = state.marks.size;
+  if (state.acc.body && d.model !== probe.accuracy.model) renderAccuracy();
   if (state.error && state.error.transient) showError();
   applyLive(f);
   updateHeader();
@@ -172,6 +211,14 @@ async function init() {
     loadHistory();
   });
   $("symbol").addEventListener("change", () => select($("symbol").value));
+  $("liq-toggle").checked = state.showMarks;
+  probe.marks.shown = state.showMarks;
+  $("liq-toggle").addEventListener("change", () => {
+    state.showMarks = $("liq-toggle").checked;
+    probe.marks.shown = state.showMarks;
+    syncURL();
+    requestDraw();
+  });
 
   client.connect();
   await loadSymbols();
@@ -207,12 +254,15 @@ function select(sym) {
   state.symbol = sym;
   state.latest = null;
   state.zoom = null;
+  state.marks.clear();
+  probe.marks.kept = 0;
   Object.assign(probe, { symbol: sym, seq: null, frames: 0, wsFrames: 0, pollFrames: 0, drawnSeq: null });
   showError();
   showGaps([]);
   syncURL();
   updateHeader();
   loadHistory();
+  loadAccuracy(sym);
   client.subscribe(sym, state.updateInterval);
 }
 
@@ -241,6 +291,160 @@ function showGaps(gaps) {
   probe.dataGap = text;
 }
 
+// ---------- model accuracy ----------
+
+// How well the models placed the liquidations that really happened: the
+// snapshotter scores each day's realised liquidations against the heatmaps
+// of the time (data/model-accuracy, relayed by the gateway). Fetched when the
+// symbol changes and every ACCURACY_EVERY; whatever the answer, the panel
+// says so and nothing else on the page depends on it.
+async function loadAccuracy(sym) {
+  const acc = state.acc;
+  clearTimeout(acc.timer);
+  const token = ++acc.token;
+  if (acc.symbol !== sym) {
+    acc.symbol = sym;
+    acc.body = null;
+    probe.accuracy = { state: "idle", symbol: sym, fetches: 0, model: null, retryIn: null, states: [] };
+    renderAccuracy();
+  }
+  if (!state.symbols.includes(sym)) {
+    setAccuracyState("unavailable", "");
+    return;
+  }
+  if (!acc.body) setAccuracyState("loading", "loading…");
+  probe.accuracy.fetches++;
+  let next = ACCURACY_EVERY;
+  try {
+    const res = await fetch(`data/model-accuracy?${new URLSearchParams({ symbol: sym })}`);
+    const body = await res.json().catch(() => null);
+    if (token !== acc.token) return;
+    const why = (body && body.error) || `HTTP ${res.status}`;
+    if (res.ok && body && typeof body === "object") {
+      acc.body = body;
+      const shown = renderAccuracy();
+      setAccuracyState(shown, shown === "empty" ? "no realised liquidations recorded yet" : "");
+    } else if (res.status === 503 || res.status === 429) {
+      // Busy (the snapshotter's history workers) or over the API rate: both
+      // say when to come back. Jittered, as the history's retry.
+      const after = Number(res.headers.get("Retry-After")) || 0;
+      next = after > 0 ? after * 1000 * (1 + Math.random() / 2) : 30000 + Math.random() * 15000;
+      probe.accuracy.retryIn = Math.round(next);
+      setAccuracyState(acc.body ? "ok" : "busy", `${why}; retrying in ${Math.ceil(next / 1000)} s`);
+    } else if (res.status === 404 || res.status === 501) {
+      // An older gateway or snapshotter without the endpoint: asked again
+      // at the next refresh, in case it is upgraded meanwhile.
+      setAccuracyState("unavailable", `not available from this server${body && body.error ? `: ${body.error}` : ""}`);
+    } else {
+      setAccuracyState(acc.body ? "ok" : "error", `unavailable: ${why}`);
+    }
+  } catch (err) {
+    if (token !== acc.token) return;
+    next = 30000 + Math.random() * 15000;
+    probe.accuracy.retryIn = Math.round(next);
+    setAccuracyState(acc.body ? "ok" : "error", `unavailable (${err.message}); retrying in ${Math.ceil(next / 1000)} s`);
+  }
+  acc.timer = setTimeout(() => loadAccuracy(sym), next);
+}
+
+// setAccuracyState shows a note under the numbers (or instead of them when
+// there are none yet); the numbers of an earlier answer stay.
+function setAccuracyState(s, note) {
+  const a = probe.accuracy;
+  if (a.state !== s) {
+    a.states.push(s);
+    if (a.states.length > 20) a.states.shift();
+  }
+  a.state = s;
+  $("acc-note").textContent = note;
+  $("acc-note").hidden = !note;
+}
+
+// The heatmap's model: the latest frame's, else the history's.
+function shownModel() {
+  return (state.latest && state.latest.data && state.latest.data.model) || state.historyModel || null;
+}
+
+// renderAccuracy draws the last answer and says whether it held any scores
+// ("ok") or not ("empty").
+function renderAccuracy() {
+  const body = state.acc.body;
+  const scoresEl = $("acc-scores");
+  scoresEl.replaceChildren();
+  $("acc-range").textContent = "";
+  $("acc-count").textContent = "";
+  $("acc-days").hidden = true;
+  $("acc-model").textContent = "";
+  const model = shownModel();
+  probe.accuracy.model = model;
+  if (!body) return "idle";
+  const pct = (v) => (Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : "–");
+  const top = Number(body.top_share) > 0 ? body.top_share : 0.1;
+  if (body.from || body.to) $("acc-range").textContent = `${body.from || "…"} – ${body.to || "…"}`;
+  const total = body.total || {};
+  const days = (body.days || []).filter((d) => d && d.scores);
+  const scores = total.scores;
+  if (!(total.liquidations > 0) || !scores) {
+    if (model) $("acc-model").textContent = `heatmap: ${model}`;
+    return "empty";
+  }
+  $("acc-count").textContent = `${total.liquidations.toLocaleString("en-US")} liquidations · ${fmtUSD(total.notional)}`;
+  const topPct = `${+(top * 100).toFixed(1)}%`;
+  $("acc-what").textContent = `share of liquidated notional in each model's top ${topPct} buckets`;
+  $("acc-what").title = `Share of the realised liquidation notional that fell in each model's top ${topPct} of price buckets (by estimated density on the liquidated side). Baselines: uniform = a random ${topPct} of the buckets; distance = the ${topPct} nearest the price.`;
+  const models = (body.models && body.models.length ? body.models : Object.keys(scores).filter((k) => !BASELINES.includes(k)));
+  const item = (name, v, cls) => {
+    const el = document.createElement("span");
+    el.className = `acc-item ${cls}`;
+    el.dataset.name = name;
+    const n = document.createElement("b");
+    n.textContent = name;
+    const bar = document.createElement("i");
+    bar.className = "acc-bar";
+    bar.style.setProperty("--w", `${Math.round(Math.min(1, Math.max(0, v || 0)) * 100)}%`);
+    const val = document.createElement("span");
+    val.className = "acc-val";
+    val.textContent = pct(v);
+    el.append(n, bar, val);
+    return el;
+  };
+  for (const m of models) {
+    const el = item(m, scores[m], "model");
+    if (m === model) {
+      el.classList.add("current");
+      const tag = document.createElement("em");
+      tag.textContent = "on heatmap";
+      el.append(tag);
+    }
+    scoresEl.append(el);
+  }
+  const sep = document.createElement("span");
+  sep.className = "acc-sep";
+  sep.textContent = "baselines";
+  scoresEl.append(sep);
+  for (const b of BASELINES) if (b in scores) scoresEl.append(item(b, scores[b], "baseline"));
+  if (model && !models.includes(model)) $("acc-model").textContent = `heatmap: ${model} (not scored)`;
+
+  // Per day, days without scores (no liquidations) left out.
+  const table = $("acc-table");
+  table.replaceChildren();
+  if (days.length) {
+    const cols = [...models, ...BASELINES];
+    const head = table.insertRow();
+    for (const h of ["day", "liq.", "notional", ...cols]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.append(th);
+    }
+    for (const d of days) {
+      const r = table.insertRow();
+      for (const v of [d.date, String(d.liquidations), fmtUSD(d.notional), ...cols.map((c) => pct(d.scores[c]))]) r.insertCell().textContent = v;
+    }
+    $("acc-days").hidden = false;
+  }
+  return "ok";
+}
+
 function syncURL() {
   const q = new URLSearchParams(location.search);
   q.set("symbol", state.symbol || "");
@@ -251,6 +455,8 @@ function syncURL() {
     q.delete("time_window");
     q.delete("interval");
   }
+  if (state.showMarks) q.delete("liquidations");
+  else q.set("liquidations", "0");
   history.replaceState(null, "", `?${q}`);
 }
 
@@ -287,8 +493,10 @@ async function loadHistory({ refresh = false } = {}) {
     const live = state.cols.filter((c) => c.live && (!cols.length || c.t > cols[cols.length - 1].t));
     state.cols = cols.concat(live);
     state.bin = bin;
+    state.historyModel = (body.meta && body.meta.model) || null;
     probe.historyColumns = cols.length;
     setHistory("ok");
+    if (state.acc.body) renderAccuracy();
   } catch (err) {
     if (token !== state.loadToken) return;
     setHistory("error");
@@ -484,6 +692,7 @@ function priceView() {
 function draw() {
   const view = priceView();
   state.view = view;
+  probe.view = view && { lo: view.lo, hi: view.hi };
   const H = drawHeat(view);
   drawMap(view, H);
   drawOverlay();
@@ -504,6 +713,7 @@ function drawHeat(view) {
   const cols = state.cols;
   if (!view || !cols.length) {
     placeholder(g, plot, state.symbol ? (probe.history === "loading" ? `Loading ${state.symbol}…` : `No data for ${state.symbol}`) : "");
+    setMarksDrawn([], dpr);
     return plot;
   }
   const iv = INTERVAL_MS[state.interval];
@@ -511,6 +721,7 @@ function drawHeat(view) {
   const xOf = (t) => plot.x + ((t - t0) / (t1 - t0)) * plot.w;
   const yOf = (p) => plot.y + (1 - (p - view.lo) / (view.hi - view.lo)) * plot.h;
   state.layout.heat = { ...plot, t0, t1, iv, xOf, yOf };
+  probe.timeRange = { t0, t1, iv };
 
   const tTicks = timeTicks(t0, t1, plot.w, narrow.matches ? 60 : 84);
   g.strokeStyle = GRID;
@@ -556,6 +767,9 @@ function drawHeat(view) {
     drawPriceLine(g, plot, Math.round(yOf(p)) + 0.5);
   }
   g.restore();
+  // Over the cells and candles but under the axis labels: a mark at the live
+  // edge may reach into the axis rather than be cut in half.
+  drawMarks(g, view, plot, { t0, t1, iv, xOf, yOf, colW: (plot.w / (t1 - t0)) * iv, dpr });
   setLegend(scale);
 
   // Price axis on the right, as on trading charts; time axis below.
@@ -585,6 +799,53 @@ function drawHeat(view) {
   g.font = font(10);
   g.fillText("UTC", w - 6, plot.y + plot.h + 7);
   return plot;
+}
+
+// Each realised liquidation held is a circle at its candle's column (the
+// live column for the open candle, where the trader looks) and its price,
+// area by notional. The largest are drawn first so a small one on top of a
+// big one stays visible and hoverable.
+function drawMarks(g, view, plot, { t0, t1, iv, xOf, yOf, colW, dpr }) {
+  const drawn = [];
+  if (state.showMarks && state.marks.size) {
+    const ref = Math.max(MARK_REF, state.marks.maxNotional());
+    const list = [...state.marks.marks].sort((a, b) => b.notional - a.notional || a.time - b.time);
+    g.save();
+    g.beginPath();
+    g.rect(plot.x, plot.y, plot.w + MARK_R_MAX, plot.h);
+    g.clip();
+    for (const m of list) {
+      const col = Math.floor(m.candle / iv) * iv;
+      if (col < t0 || col >= t1 || m.price < view.lo || m.price > view.hi) continue;
+      const x = xOf(col) + colW / 2, y = yOf(m.price), r = markRadius(m.notional, ref, MARK_R_MIN, MARK_R_MAX);
+      g.beginPath();
+      g.arc(x, y, r, 0, 2 * Math.PI);
+      g.fillStyle = MARK_FILL[m.side];
+      g.fill();
+      // A dark halo, then the side's bright rim: readable over the yellow
+      // walls and over the candle the mark sits on.
+      g.lineWidth = 3;
+      g.strokeStyle = "rgba(6, 8, 12, 0.7)";
+      g.stroke();
+      g.lineWidth = 1.25;
+      g.strokeStyle = MARK_LINE[m.side];
+      g.stroke();
+      drawn.push({ x, y, r, col, m });
+    }
+    g.restore();
+  }
+  setMarksDrawn(drawn, dpr);
+}
+
+function setMarksDrawn(drawn, dpr) {
+  if (state.layout && state.layout.heat) state.layout.heat.marks = drawn;
+  const px = (v) => Math.round(v * dpr * 100) / 100;
+  probe.marks = {
+    shown: state.showMarks,
+    kept: state.marks.size,
+    count: drawn.length,
+    list: drawn.map(({ x, y, r, col, m }) => ({ x: px(x), y: px(y), r: px(r), side: m.side, price: m.price, notional: m.notional, time: new Date(m.time).toISOString(), column: new Date(col).toISOString() })),
+  };
 }
 
 // The cells go through an image one pixel per (time column, price bucket),
@@ -841,6 +1102,24 @@ function drawOverlay() {
   const hv = state.hover, L = state.layout, view = state.view;
   if (!hv || !L || !L.heat || !L.heat.yOf || !view) return;
   const hp = L.heat, mp = L.map;
+  // A liquidation mark under the pointer wins over the cell beneath it.
+  const mark = hv.panel === "heat" ? markAt(hp.marks, hv.x, hv.y) : null;
+  if (mark) {
+    const { x, y, r, m } = mark;
+    a.g.beginPath();
+    a.g.arc(x, y, r + 2.5, 0, 2 * Math.PI);
+    a.g.strokeStyle = "rgba(245, 247, 250, 0.9)";
+    a.g.lineWidth = 1.5;
+    a.g.stroke();
+    tip($("tip"), hv, hp, `${m.side === "long" ? "Long" : "Short"} liquidation`, [
+      ["Time", `${fmtDay(m.time)} ${fmtClock(m.time)} UTC`],
+      ["Price", fmtPrice(m.price)],
+      ["Notional", fmtUSD(m.notional)],
+      ["Quantity", Number.isFinite(m.quantity) ? m.quantity.toLocaleString("en-US", { maximumSignificantDigits: 6 }) : "–"],
+      ["Side", `${m.side} position liquidated`],
+    ]);
+    return;
+  }
   const plot = hv.panel === "heat" ? hp : mp;
   if (!plot || hv.x < plot.x || hv.x > plot.x + plot.w || hv.y < plot.y || hv.y > plot.y + plot.h) return;
   const price = view.lo + (1 - (hv.y - plot.y) / plot.h) * (view.hi - view.lo);
@@ -892,6 +1171,16 @@ function drawOverlay() {
     }
     tip($("tip-map"), hv, mp, title, rows);
   }
+}
+
+// markAt is the drawn mark under (x, y), the topmost (drawn last) first.
+function markAt(marks, x, y) {
+  if (!marks) return null;
+  for (let i = marks.length - 1; i >= 0; i--) {
+    const k = marks[i];
+    if ((x - k.x) ** 2 + (y - k.y) ** 2 <= (k.r + 1) ** 2) return k;
+  }
+  return null;
 }
 
 function levelAt(levels, bucket) {

@@ -651,6 +651,107 @@ export function applyDelta(data, delta) {
   return out;
 }
 
+// ---- realised liquidations ----
+
+/**
+ * liquidationKey names one realised liquidation across frames. A frame
+ * carries its open candle's liquidations whole (`data.liquidations`), so the
+ * same one comes again in every frame until the candle closes; these are the
+ * fields the snapshotter's store tells liquidations apart by.
+ */
+export function liquidationKey(l) {
+  return `${l.time}|${l.side}|${l.price}|${l.quantity}`;
+}
+
+/**
+ * markRadius is the radius of a liquidation's mark: its area is proportional
+ * to `notional`, the largest (`ref`) gets `max`, and none is smaller than
+ * `min` so a small one stays visible and hoverable.
+ */
+export function markRadius(notional, ref, min = 3, max = 16) {
+  if (!(notional > 0) || !(ref > 0)) return min;
+  return Math.min(max, Math.max(min, max * Math.sqrt(notional / ref)));
+}
+
+/**
+ * LiquidationMarks keeps the realised liquidations a page has seen, once
+ * each: frames bring only the open candle's, and a chart wants the recent
+ * ones too. The history is bounded by age (`maxAge` ms before the newest
+ * time seen: the data's clock, so a slow or skewed browser clock drops
+ * nothing early) and by count (`maxCount`, the oldest go first), so a page
+ * left open for days holds a bounded set.
+ */
+export class LiquidationMarks {
+  #byKey = new Map();
+  #list = []; // oldest first
+  #newest = -Infinity;
+
+  constructor({ maxAge = 3600e3, maxCount = 1000 } = {}) {
+    this.maxAge = maxAge;
+    this.maxCount = maxCount;
+  }
+
+  /**
+   * add records a frame's liquidations, `candleTime` being its candle's
+   * open_time (the column a mark belongs to). Entries already held, and
+   * malformed ones, are skipped. Returns how many were new.
+   */
+  add(liquidations, candleTime) {
+    const candle = Date.parse(candleTime);
+    let added = 0;
+    let sorted = true;
+    for (const l of liquidations || []) {
+      const time = Date.parse(l && l.time);
+      if (!Number.isFinite(time) || (l.side !== "long" && l.side !== "short") || !(l.price > 0) || !(l.notional >= 0)) continue;
+      const key = liquidationKey(l);
+      if (this.#byKey.has(key)) continue;
+      const m = { key, time, side: l.side, price: l.price, quantity: l.quantity, notional: l.notional, candle: Number.isFinite(candle) ? candle : time };
+      const prev = this.#list[this.#list.length - 1];
+      if (prev && prev.time > time) sorted = false;
+      this.#list.push(m);
+      this.#byKey.set(key, m);
+      this.#newest = Math.max(this.#newest, time);
+      added++;
+    }
+    if (Number.isFinite(candle)) this.#newest = Math.max(this.#newest, candle);
+    if (!sorted) this.#list.sort((a, b) => a.time - b.time);
+    this.#prune();
+    return added;
+  }
+
+  #prune() {
+    const cutoff = this.#newest - this.maxAge;
+    let drop = 0;
+    while (drop < this.#list.length && (this.#list[drop].time < cutoff || this.#list.length - drop > this.maxCount)) {
+      this.#byKey.delete(this.#list[drop].key);
+      drop++;
+    }
+    if (drop) this.#list.splice(0, drop);
+  }
+
+  /** The marks held, oldest first: {key, time, side, price, quantity, notional, candle} (times in ms). */
+  get marks() {
+    return this.#list;
+  }
+
+  get size() {
+    return this.#list.length;
+  }
+
+  /** The largest notional held, 0 when none: the reference of markRadius. */
+  maxNotional() {
+    let m = 0;
+    for (const x of this.#list) m = Math.max(m, x.notional);
+    return m;
+  }
+
+  clear() {
+    this.#byKey.clear();
+    this.#list = [];
+    this.#newest = -Infinity;
+  }
+}
+
 function normalize(symbols) {
   const list = typeof symbols === "string" ? [symbols] : [...(symbols || [])];
   return [...new Set(list.map((s) => String(s).trim().toUpperCase()).filter(Boolean))];
