@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -42,9 +43,13 @@ func liveBinanceStack(t *testing.T, symbols ...string) (*fakebinance.Server, *te
 
 // TestLiquidationReachesClientsInTheNextSnapshot: a liquidation on the
 // fake Binance stream is stored and carried by the next snapshot frame a
-// WebSocket client reads.
+// WebSocket client reads, the page in Chromium draws its mark, and
+// /data/liquidations serves it.
 func TestLiquidationReachesClientsInTheNextSnapshot(t *testing.T) {
 	fx, s := liveBinanceStack(t, "BTCUSDT")
+	browser := testenv.Browser(t)
+	page := open(t, browser, s.GatewayURL()+"/?symbol=BTCUSDT&update_interval=1")
+	waitFor(t, page, `__liqstream.frames > 0`, 60*time.Second)
 	c := dial(t, s.WSURL())
 	if err := c.Send(map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": 1}); err != nil {
 		t.Fatal(err)
@@ -93,6 +98,19 @@ func TestLiquidationReachesClientsInTheNextSnapshot(t *testing.T) {
 		}
 		t.Logf("liquidation at %s in frame seq %d (first frame read after it: seq %d)", want.Time, snap.Seq, base+1)
 		break
+	}
+
+	// The page draws it: a long mark at its price.
+	waitFor(t, page, fmt.Sprintf(`__liqstream.marks.shown && __liqstream.marks.list.some(m => m.side === "long" && Math.abs(m.price - %v) < 1e-9 && m.r > 0)`, liq.Price), 20*time.Second)
+	t.Logf("the page draws the mark: %s", evalString(t, page, `JSON.stringify(__liqstream.marks.list)`))
+
+	// And the input endpoint serves it through the gateway.
+	code, body := httpGet(t, s.GatewayURL()+"/data/liquidations?symbol=BTCUSDT")
+	var got struct {
+		Data []protocol.Liquidation `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || len(got.Data) != 1 || got.Data[0].Price != liq.Price {
+		t.Fatalf("GET /data/liquidations: %d %s (%v), want the one liquidation", code, body, err)
 	}
 
 	// How fresh the open candle is: every frame's candle must be a state
