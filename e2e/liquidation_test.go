@@ -103,6 +103,10 @@ func TestLiquidationReachesClientsInTheNextSnapshot(t *testing.T) {
 	// The page draws it: a long mark at its price.
 	waitFor(t, page, fmt.Sprintf(`__liqstream.marks.shown && __liqstream.marks.list.some(m => m.side === "long" && Math.abs(m.price - %v) < 1e-9 && m.r > 0)`, liq.Price), 20*time.Second)
 	t.Logf("the page draws the mark: %s", evalString(t, page, `JSON.stringify(__liqstream.marks.list)`))
+	// A page opened afterwards has it from data/liquidations as well as
+	// from the frames: the last hour's marks survive a reload.
+	later := open(t, browser, s.GatewayURL()+"/?symbol=BTCUSDT&update_interval=1")
+	waitFor(t, later, fmt.Sprintf(`__liqstream.marks.loaded === 1 && __liqstream.marks.list.some(m => Math.abs(m.price - %v) < 1e-9)`, liq.Price), 20*time.Second)
 
 	// And the input endpoint serves it through the gateway.
 	code, body := httpGet(t, s.GatewayURL()+"/data/liquidations?symbol=BTCUSDT")

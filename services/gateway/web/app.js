@@ -103,7 +103,7 @@ const probe = {
   // Liquidation marks: shown (the toggle), kept (history size), count (drawn
   // now) and per drawn mark {x, y, r (canvas pixels, like plot), side, price,
   // notional, time, column (the column's start, ISO)}, in drawing order.
-  marks: { shown: true, kept: 0, count: 0, list: [] },
+  marks: { loaded: 0, shown: true, kept: 0, count: 0, list: [] },
   // The model-accuracy panel: state is idle, loading, ok, empty, busy,
   // unavailable or error (states: the last ones, in order); fetches counts
   // requests for the symbol; model is the heatmap's model as the panel names
@@ -256,6 +256,7 @@ function select(sym) {
   state.zoom = null;
   state.marks.clear();
   probe.marks.kept = 0;
+  probe.marks.loaded = 0;
   Object.assign(probe, { symbol: sym, seq: null, frames: 0, wsFrames: 0, pollFrames: 0, drawnSeq: null });
   showError();
   showGaps([]);
@@ -263,7 +264,29 @@ function select(sym) {
   updateHeader();
   loadHistory();
   loadAccuracy(sym);
+  loadRecentLiquidations(sym);
   client.subscribe(sym, state.updateInterval);
+}
+
+// Frames carry only the open candle's liquidations; the hour the marks keep
+// comes from data/liquidations, so a reload or a symbol change shows what
+// happened before the page opened. A failed request leaves the marks to the
+// frames.
+async function loadRecentLiquidations(sym) {
+  let rows = [];
+  try {
+    const from = Date.now() - state.marks.maxAge;
+    const res = await fetch(`data/liquidations?${new URLSearchParams({ symbol: sym, from: String(Math.floor(from)) })}`);
+    if (res.ok) rows = (await res.json()).data || [];
+  } catch {
+    // nothing to add
+  }
+  if (sym !== state.symbol) return;
+  const added = state.marks.add(rows);
+  // Rows the request brought, whether or not a frame brought them first.
+  probe.marks.loaded = rows.length;
+  probe.marks.kept = state.marks.size;
+  if (added) requestDraw();
 }
 
 // The snapshotter knows when a symbol's data cannot make a heatmap (candles
@@ -841,6 +864,7 @@ function setMarksDrawn(drawn, dpr) {
   if (state.layout && state.layout.heat) state.layout.heat.marks = drawn;
   const px = (v) => Math.round(v * dpr * 100) / 100;
   probe.marks = {
+    loaded: probe.marks.loaded || 0,
     shown: state.showMarks,
     kept: state.marks.size,
     count: drawn.length,
