@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func openTemp(t *testing.T) (*Store, string) {
+func openTemp(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sub", "test.duckdb")
 	s, err := Open(context.Background(), path)
