@@ -73,6 +73,14 @@ loadtest: loadtest-bin ## LOAD=standard (~20 min, regenerates docs/PERFORMANCE.m
 soak: loadtest-bin ## 1,000 clients on one gateway for SOAK (30m): RSS, goroutines and fds each minute; regenerates its section of docs/PERFORMANCE.md
 	bin/loadrun -load soak -soak $(SOAK) -out bin/loadtest-soak.json -doc docs/PERFORMANCE.md -via "make soak SOAK=$(SOAK)" $(LOADRUN_FLAGS)
 
+# One snapshotter at 2, 20 and 100 symbols against an in-process fake
+# Binance (REST + market streams, real time); measures, asserts nothing.
+.PHONY: symscale
+SYMSCALE_FLAGS ?=
+symscale: build ## snapshotter at 2, 20, 100 symbols vs a fake Binance (~30 min): CPU per 5 s interval, memory, frame sizes, Binance request budget; markdown on stdout (SYMSCALE_FLAGS="-measure 3m -out bin/symscale.md"); see docs/PERFORMANCE.md
+	cd loadtest && $(GO) build -ldflags "$(LDFLAGS)" -o ../bin/symscale ./cmd/symscale
+	bin/symscale -via "make symscale$(if $(SYMSCALE_FLAGS), SYMSCALE_FLAGS=\"$(SYMSCALE_FLAGS)\")" $(SYMSCALE_FLAGS)
+
 fuzz: ## fuzz the client-message decoder; new corpus entries land in Go's cache (copy interesting ones to testdata/)
 	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecodeClientMessage -fuzztime $(FUZZTIME) ./protocol
 
