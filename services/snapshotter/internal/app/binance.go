@@ -22,6 +22,7 @@ func startBinance(ctx context.Context, g *errgroup.Group, cfg conf.Config, st *s
 	src, err := ingest.NewBinance(ingest.BinanceConfig{
 		BaseURL: cfg.Binance.BaseURL, Symbols: cfg.Symbols, Interval: cfg.Snapshot.CandleInterval,
 		PollInterval: cfg.Binance.PollInterval, Lookback: cfg.Binance.Lookback,
+		WeightPerMinute: cfg.Binance.WeightPerMin, OIPer5Minutes: cfg.Binance.OIPer5Min,
 	}, st, log.With("source", "binance"))
 	if err != nil {
 		return fmt.Errorf("binance: %w", err)

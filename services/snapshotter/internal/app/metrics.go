@@ -93,6 +93,8 @@ var (
 	descErrs  = prometheus.NewDesc("ingest_errors_total", "Live source errors by kind.", []string{"kind"}, nil)
 	descPolls = prometheus.NewDesc("ingest_polls_total", "Live source polls.", nil, nil)
 	descLag   = prometheus.NewDesc("ingest_lag_seconds", "Time since a symbol was last brought up to date.", []string{"symbol"}, nil)
+	descPaced = prometheus.NewDesc("ingest_paced_seconds_total",
+		"Time REST requests waited for the source's share of Binance's limits (binance.weight_per_minute, binance.oi_requests_per_5m).", nil, nil)
 )
 
 // ingestErrorKinds are the kind label values of ingest_errors_total.
@@ -138,6 +140,7 @@ func (c binanceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descErrs
 	ch <- descPolls
 	ch <- descLag
+	ch <- descPaced
 }
 
 func (c binanceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,6 +148,7 @@ func (c binanceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.KlinesWritten), "klines")
 	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.OpenInterestWritten), "open_interest")
 	ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(s.Polls))
+	ch <- prometheus.MustNewConstMetric(descPaced, prometheus.CounterValue, s.Paced.Seconds())
 	// Every known kind from the start, at 0, so rates and alerts see it
 	// before the first error; a kind not in the list is still exported.
 	for _, kind := range ingestErrorKinds {

@@ -42,6 +42,8 @@ type Binance struct {
 	BaseURL      string        `mapstructure:"base_url" desc:"Binance USD-M REST base URL"`
 	PollInterval time.Duration `mapstructure:"poll_interval" desc:"how often each symbol is polled (1s-5m): its open interest, and its candles while no stream carries them"`
 	Lookback     time.Duration `mapstructure:"lookback" desc:"history fetched for a symbol the store lacks (at most 30 days: Binance keeps 30 days of open interest)"`
+	WeightPerMin int           `mapstructure:"weight_per_minute" desc:"REST request weight this snapshotter allows itself per minute (1-2400, Binance's per-IP limit is 2400; other clients may share the address)"`
+	OIPer5Min    int           `mapstructure:"oi_requests_per_5m" desc:"openInterestHist requests allowed per 5 minutes (1-1000, Binance's per-IP limit is 1000)"`
 	Stream       bool          `mapstructure:"stream" desc:"read candles and liquidations from Binance's market streams (WebSocket), REST only backfilling gaps; false polls candles over REST and records no liquidations"`
 	StreamURL    string        `mapstructure:"stream_url" desc:"Binance USD-M market stream base URL"`
 }
@@ -106,7 +108,7 @@ func Default() Config {
 		Demo: Demo{Enabled: true, Seed: 42, Days: 7},
 		Sim:  Sim{Enabled: true, Tick: 2 * time.Second},
 		Binance: Binance{BaseURL: "https://fapi.binance.com", PollInterval: 10 * time.Second, Lookback: 7 * 24 * time.Hour,
-			Stream: true, StreamURL: "wss://fstream.binance.com"},
+			WeightPerMin: 1200, OIPer5Min: 500, Stream: true, StreamURL: "wss://fstream.binance.com"},
 
 		LogSummary: time.Minute,
 	}
@@ -208,6 +210,12 @@ func (c *Config) Validate() error {
 		}
 		if u, err := url.Parse(c.Binance.StreamURL); c.Binance.Stream && (err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "") {
 			return fmt.Errorf("binance.stream_url: want wss://host, got %q", c.Binance.StreamURL)
+		}
+		if c.Binance.WeightPerMin < 1 || c.Binance.WeightPerMin > 2400 {
+			return fmt.Errorf("binance.weight_per_minute: must be between 1 and 2400 (Binance's limit), got %d", c.Binance.WeightPerMin)
+		}
+		if c.Binance.OIPer5Min < 1 || c.Binance.OIPer5Min > 1000 {
+			return fmt.Errorf("binance.oi_requests_per_5m: must be between 1 and 1000 (Binance's limit), got %d", c.Binance.OIPer5Min)
 		}
 		if c.Binance.PollInterval < time.Second || c.Binance.PollInterval > 5*time.Minute {
 			return fmt.Errorf("binance.poll_interval: must be between 1s and 5m, got %s", c.Binance.PollInterval)

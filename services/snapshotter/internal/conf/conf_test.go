@@ -40,6 +40,12 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.PollInterval = true, false, false, 0
 		}, "binance.poll_interval:"},
 		{"binance valid", func(c *Config) { c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled = true, false, false }, ""},
+		{"binance weight", func(c *Config) {
+			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.WeightPerMin = true, false, false, 3000
+		}, "binance.weight_per_minute:"},
+		{"binance oi requests", func(c *Config) {
+			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.OIPer5Min = true, false, false, 0
+		}, "binance.oi_requests_per_5m:"},
 		{"binance stream url", func(c *Config) {
 			c.Binance.Enabled, c.Demo.Enabled, c.Sim.Enabled, c.Binance.StreamURL = true, false, false, "https://fstream.binance.com"
 		}, "binance.stream_url:"},

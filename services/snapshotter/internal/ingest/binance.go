@@ -50,10 +50,14 @@ type BinanceConfig struct {
 	// MinBackoff and MaxBackoff bound the exponential wait after a 5xx,
 	// a 429/418 without Retry-After or a network error; 1s and 5m.
 	MinBackoff, MaxBackoff time.Duration
-	KlineLimit             int          // rows per klines request, ≤ MaxKlineLimit
-	OILimit                int          // rows per openInterestHist request, ≤ MaxOILimit
-	Client                 *http.Client // a plain http.Client; RequestTimeout bounds each call
-	Clock                  Clock        // RealClock
+	// WeightPerMinute and OIPer5Minutes are the share of Binance's per-IP
+	// limits this source allows itself (other clients may share the
+	// address); half of each by default: 1200 and 500.
+	WeightPerMinute, OIPer5Minutes int
+	KlineLimit                     int          // rows per klines request, ≤ MaxKlineLimit
+	OILimit                        int          // rows per openInterestHist request, ≤ MaxOILimit
+	Client                         *http.Client // a plain http.Client; RequestTimeout bounds each call
+	Clock                          Clock        // RealClock
 }
 
 // Clock is injected so tests decide what "now" is and when a wait ends.
@@ -102,6 +106,9 @@ type Stats struct {
 	LastSuccess map[string]time.Time
 	// NewestCandle is, per symbol, the open time of the newest candle written.
 	NewestCandle map[string]time.Time
+	// Paced is how long requests waited for the source's own share of
+	// Binance's limits (WeightPerMinute, OIPer5Minutes).
+	Paced time.Duration
 }
 
 // Binance polls Binance's USD-M REST API and writes candles and open interest
@@ -114,10 +121,11 @@ type Binance struct {
 	clk    Clock
 	log    *slog.Logger
 
-	// Only Run's goroutine touches symbols and failures.
-	symbols  map[string]*symbolState
-	failures int
-	prepared bool
+	// Only Run's goroutine touches symbols, failures and the budgets.
+	weights, oiReqs *budget
+	symbols         map[string]*symbolState
+	failures        int
+	prepared        bool
 
 	// wake cuts the wait before the next poll short: a stream came up and
 	// its symbols need their backfill now.
@@ -184,6 +192,12 @@ func NewBinance(cfg BinanceConfig, st LiveStore, log *slog.Logger) (*Binance, er
 	def(&cfg.RequestTimeout, 10*time.Second)
 	def(&cfg.MinBackoff, time.Second)
 	def(&cfg.MaxBackoff, 5*time.Minute)
+	if cfg.WeightPerMinute <= 0 || cfg.WeightPerMinute > BinanceWeightPerMinute {
+		cfg.WeightPerMinute = BinanceWeightPerMinute / 2
+	}
+	if cfg.OIPer5Minutes <= 0 || cfg.OIPer5Minutes > BinanceOIPer5Minutes {
+		cfg.OIPer5Minutes = BinanceOIPer5Minutes / 2
+	}
 	if cfg.KlineLimit <= 0 || cfg.KlineLimit > MaxKlineLimit {
 		cfg.KlineLimit = MaxKlineLimit
 	}
@@ -212,6 +226,7 @@ func NewBinance(cfg BinanceConfig, st LiveStore, log *slog.Logger) (*Binance, er
 		return nil, fmt.Errorf("binance source: oi period %q: want one of %s", cfg.OIPeriod, strings.Join(oiPeriods, ", "))
 	}
 	b := &Binance{cfg: cfg, step: step, period: period, st: st, clk: cfg.Clock, log: log,
+		weights: newBudget(cfg.Clock, time.Minute, cfg.WeightPerMinute), oiReqs: newBudget(cfg.Clock, 5*time.Minute, cfg.OIPer5Minutes),
 		symbols: map[string]*symbolState{}, wake: make(chan struct{}, 1), streams: map[string]*streamState{},
 		stats: Stats{Errors: map[string]uint64{}, LastSuccess: map[string]time.Time{}, NewestCandle: map[string]time.Time{}}}
 	for _, s := range cfg.Symbols {
@@ -628,6 +643,17 @@ func classify(err error) (kind string, retryAfter time.Duration) {
 	return ErrNetwork, 0
 }
 
+// pace waits for n tokens of bg, counting the wait.
+func (b *Binance) pace(ctx context.Context, bg *budget, n int) error {
+	waited, err := bg.take(ctx, n)
+	if waited > 0 {
+		b.mu.Lock()
+		b.stats.Paced += waited
+		b.mu.Unlock()
+	}
+	return err
+}
+
 // get fetches one API path and decodes its JSON into v.
 func (b *Binance) get(ctx context.Context, path string, q url.Values, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
@@ -687,6 +713,9 @@ func (b *Binance) fetchKlines(ctx context.Context, sym string, start time.Time, 
 		"startTime": {strconv.FormatInt(start.UnixMilli(), 10)},
 		"limit":     {strconv.Itoa(limit)},
 	}
+	if err := b.pace(ctx, b.weights, klineWeight(limit)); err != nil {
+		return nil, err
+	}
 	var rows [][]json.RawMessage
 	if err := b.get(ctx, "/fapi/v1/klines", q, &rows); err != nil {
 		return nil, fmt.Errorf("klines %s: %w", sym, err)
@@ -738,6 +767,9 @@ func (b *Binance) fetchOI(ctx context.Context, sym string, start, end time.Time)
 		"limit":     {strconv.Itoa(b.cfg.OILimit)},
 		"startTime": {strconv.FormatInt(start.UnixMilli(), 10)},
 		"endTime":   {strconv.FormatInt(end.UnixMilli(), 10)},
+	}
+	if err := b.pace(ctx, b.oiReqs, 1); err != nil {
+		return nil, err
 	}
 	var rows []oiRow
 	if err := b.get(ctx, "/futures/data/openInterestHist", q, &rows); err != nil {

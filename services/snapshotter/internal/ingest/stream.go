@@ -387,9 +387,9 @@ type session struct {
 	got       atomic.Bool
 	first     chan struct{}
 	firstOnce sync.Once
-	done     chan struct{}
-	once     sync.Once
-	closeErr error
+	done      chan struct{}
+	once      sync.Once
+	closeErr  error
 }
 
 func (c *session) alive() { c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.Silence)) }

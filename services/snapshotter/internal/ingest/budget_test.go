@@ -1,0 +1,103 @@
+package ingest
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/liqstream/liqstream/pkg/fakebinance"
+	"github.com/liqstream/liqstream/services/snapshotter/internal/store"
+)
+
+// instantClock ends every wait at once, moving its time by the wait: the
+// waits are what the test reads.
+type instantClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *instantClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *instantClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
+}
+
+func TestBudgetPaces(t *testing.T) {
+	clk := &instantClock{now: time.Unix(1_700_000_000, 0)}
+	b := newBudget(clk, time.Minute, 60) // 1 a second, 60 at once
+	for _, tc := range []struct {
+		name    string
+		advance time.Duration // before taking
+		take    int
+		wait    time.Duration
+	}{
+		{"a full bucket pays at once", 0, 60, 0},
+		{"an empty one waits for the refill", 0, 10, 10 * time.Second},
+		{"time refills it", 30 * time.Second, 30, 0},
+		{"a reservation past the bucket waits its share", 0, 5, 5 * time.Second},
+		{"never more than the burst is saved", time.Hour, 61, time.Second},
+	} {
+		clk.mu.Lock()
+		clk.now = clk.now.Add(tc.advance)
+		clk.mu.Unlock()
+		got, err := b.take(context.Background(), tc.take)
+		if err != nil || got != tc.wait {
+			t.Fatalf("%s: waited %s (%v), want %s", tc.name, got, err, tc.wait)
+		}
+	}
+}
+
+// TestBackfillStaysWithinItsShareOfBinancesLimits backfills a week of 3
+// symbols with a budget of 20 weight a minute and 10 openInterestHist
+// requests per 5 minutes: the requests wait for their share, and everything
+// is still stored.
+func TestBackfillStaysWithinItsShareOfBinancesLimits(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	syms := []string{"BTCUSDT", "ETHUSDT", "SOLUSDT"}
+	fx := fakebinance.New(fakebinance.Config{Symbols: syms, Start: now.Add(-7 * 24 * time.Hour), Now: now})
+	srv := httptest.NewServer(fx)
+	defer srv.Close()
+	st, _ := openStore(t)
+	clk := &instantClock{now: now}
+	b, err := NewBinance(BinanceConfig{BaseURL: srv.URL, Symbols: syms, Lookback: 7 * 24 * time.Hour,
+		WeightPerMinute: 20, OIPer5Minutes: 10, Clock: clk}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.poll(context.Background())
+	s := b.Stats()
+	for _, sym := range syms {
+		if got, want := len(mustKlines(t, st, sym)), len(fx.Klines(sym)); got != want {
+			t.Fatalf("%s: %d candles stored, want %d", sym, got, want)
+		}
+	}
+	// 3 symbols × (1500 + 517 candles): weight 10 + 5 each, 45 in all, of
+	// which 20 the full bucket pays; the rest at 20 a minute is 75 s. Open
+	// interest: 3 × 5 windows of 500 periods, 15 requests, 10 at once, 5 at
+	// 2 a minute: 150 s. They share the clock, so the poll waited at least
+	// the longer of the two.
+	if s.Paced < 150*time.Second {
+		t.Fatalf("the backfill waited %s for its budget, want at least 150 s (45 weight and 15 openInterestHist requests against 20/min and 10/5min)", s.Paced)
+	}
+	t.Logf("backfill paced for %s of the source's clock; %d requests", s.Paced, len(fx.Stats().KlineRequests))
+}
+
+func mustKlines(t *testing.T, st *store.Store, sym string) []store.Kline {
+	t.Helper()
+	ks, err := st.Klines(context.Background(), sym, "5m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
