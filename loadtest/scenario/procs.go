@@ -339,10 +339,14 @@ func (h buckets) since(then buckets) buckets {
 	return out
 }
 
-// quantile is q of the observations, interpolated linearly within its
-// bucket as Prometheus's histogram_quantile does; 0 without observations.
-// An answer in the +Inf bucket is the highest finite bound.
-func (h buckets) quantile(q float64) float64 {
+// quantile is HistogramQuantile of h.
+func (h buckets) quantile(q float64) float64 { return HistogramQuantile(h, q) }
+
+// HistogramQuantile is q of the observations of a Prometheus histogram's
+// cumulative counts by upper bound, interpolated linearly within its bucket
+// as Prometheus's histogram_quantile does; 0 without observations. An
+// answer in the +Inf bucket is the highest finite bound.
+func HistogramQuantile(h map[float64]float64, q float64) float64 {
 	bounds := make([]float64, 0, len(h))
 	for k := range h {
 		bounds = append(bounds, k)

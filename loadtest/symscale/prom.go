@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/liqstream/liqstream/loadtest/scenario"
 )
 
 // Sample is one line of a Prometheus text exposition: a name, its labels
@@ -179,28 +180,4 @@ func (b Buckets) Count() float64 { return b[math.Inf(1)] }
 // Quantile is q of the observations, interpolated linearly within its
 // bucket as Prometheus's histogram_quantile does; 0 without observations.
 // An answer in the +Inf bucket is the highest finite bound.
-func (b Buckets) Quantile(q float64) float64 {
-	bounds := make([]float64, 0, len(b))
-	for k := range b {
-		bounds = append(bounds, k)
-	}
-	slices.Sort(bounds)
-	if len(bounds) == 0 || b[bounds[len(bounds)-1]] <= 0 {
-		return 0
-	}
-	rank := q * b[bounds[len(bounds)-1]]
-	lower, below := 0.0, 0.0
-	for _, ub := range bounds {
-		if b[ub] >= rank {
-			if math.IsInf(ub, 1) {
-				return lower
-			}
-			if b[ub] == below {
-				return ub
-			}
-			return lower + (ub-lower)*(rank-below)/(b[ub]-below)
-		}
-		lower, below = ub, b[ub]
-	}
-	return lower
-}
+func (b Buckets) Quantile(q float64) float64 { return scenario.HistogramQuantile(b, q) }
