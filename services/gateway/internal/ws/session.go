@@ -344,12 +344,10 @@ func (s *session) startLocked(now time.Time) {
 	if st := s.symbols.get(f.Symbol); st != nil {
 		if st.delta && st.chained && f.Follows(st.sentEpoch, st.sentSeq) {
 			write = f.WriteDeltaTo
-			done = func(err error) {
-				if err == nil {
-					s.srv.metrics.DeltasSent.Inc()
-				}
-				s.written(f, err)
-			}
+			// Counted when handed to the socket, not when the write
+			// completes: a client can read the frame before the completion
+			// runs, and a failed write ends the connection anyway.
+			s.srv.metrics.DeltasSent.Inc()
 		}
 		// Chained only to a frame that has a seq to be followed by.
 		st.chained, st.sentEpoch, st.sentSeq = f.Seq > 0, f.Epoch, f.Seq
