@@ -141,13 +141,18 @@ type Binance struct {
 // streamState is what the stream told the poller about one symbol.
 type streamState struct {
 	up bool // a connection carries the symbol: its candles come from there
-	// final is the newest candle stored closed, by the stream or by a poll;
-	// every candle before it is stored closed too.
+	// final is the newest candle stored closed with every candle before it
+	// (back to the resume point) stored closed too.
 	final time.Time
-	// pending asks for a backfill from the candle after final (from the
-	// poller's cursor when final is unknown); gen tells backfills apart.
+	// pending asks for a backfill from `from` (the poller's cursor when
+	// zero), fixed when the stream came up; gen tells backfills apart.
 	pending bool
+	from    time.Time
 	gen     uint64
+	// streamFinal is the newest candle the current connection stored
+	// closed while its backfill was pending: it joins final only once the
+	// backfill has filled the hole before it.
+	streamFinal time.Time
 }
 
 type symbolState struct {
@@ -262,7 +267,11 @@ func (b *Binance) StreamUp(symbols []string) {
 	b.mu.Lock()
 	for _, sym := range symbols {
 		if st := b.streams[sym]; st != nil {
-			st.up, st.pending = true, true
+			st.up, st.pending, st.streamFinal = true, true, time.Time{}
+			st.from = time.Time{}
+			if !st.final.IsZero() {
+				st.from = st.final.Add(b.step)
+			}
 			st.gen++
 		}
 	}
@@ -280,56 +289,65 @@ func (b *Binance) StreamDown(symbols []string) {
 	defer b.mu.Unlock()
 	for _, sym := range symbols {
 		if st := b.streams[sym]; st != nil {
-			st.up = false
+			st.up, st.streamFinal = false, time.Time{}
 		}
 	}
 }
 
-// MarkFinal records that symbol's candle opening at open is stored closed.
+// MarkFinal records that the stream stored symbol's candle opening at open
+// closed. Before the backfill of its connection is done there may be a
+// hole behind it, so it only counts once the backfill has filled that; a
+// connection already gone says nothing that can be relied on.
 func (b *Binance) MarkFinal(symbol string, open time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if st := b.streams[symbol]; st != nil && open.After(st.final) {
-		st.final = open
+	st := b.streams[symbol]
+	switch {
+	case st == nil || !st.up:
+	case st.pending:
+		st.streamFinal = later(st.streamFinal, open)
+	default:
+		st.final = later(st.final, open)
 	}
 }
 
 // klinePlan says whether this poll fetches sym's candles and from where: a
-// symbol no stream carries is polled from the cursor; a streamed one only
-// when a backfill is pending, and gen names that backfill.
+// symbol no stream carries is polled from the first candle not stored
+// closed; a streamed one only when a backfill is pending, and gen names
+// that backfill.
 func (b *Binance) klinePlan(sym string, s *symbolState) (fetch bool, from time.Time, backfill bool, gen uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.streams[sym]
 	switch {
 	case !st.up && !st.final.IsZero():
-		// Polling while no stream carries it: from the first candle not
-		// stored closed, which the stream may have moved past the cursor.
 		return true, later(s.klineNext, st.final.Add(b.step)), false, 0
 	case !st.up:
 		return true, s.klineNext, false, 0
 	case !st.pending:
 		return false, time.Time{}, false, 0
-	case st.final.IsZero():
+	case st.from.IsZero():
 		return true, s.klineNext, true, st.gen
 	}
-	return true, st.final.Add(b.step), true, st.gen
+	return true, st.from, true, st.gen
 }
 
 // fetched records a poll's stored candles: all but the newest are closed
-// (the newest may be the open one), and backfill gen, if any, is done
-// unless a newer StreamUp asked for another meanwhile.
+// (the newest may be the open one) and, the poll having started at the
+// first candle not stored closed, so is everything before them. Backfill
+// gen, if any, is done unless a newer StreamUp asked for another meanwhile;
+// what its connection stored closed in the meantime then counts.
 func (b *Binance) fetched(sym string, ks []store.Kline, backfill bool, gen uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.streams[sym]
-	if backfill && st.gen == gen {
-		st.pending = false
-	}
 	if len(ks) > 1 {
-		if c := ks[len(ks)-2].OpenTime; c.After(st.final) {
-			st.final = c
-		}
+		st.final = later(st.final, ks[len(ks)-2].OpenTime)
+	}
+	if backfill && st.gen == gen && st.up {
+		st.pending = false
+		st.final = later(st.final, st.streamFinal)
+		st.streamFinal = time.Time{}
 	}
 }
 

@@ -101,3 +101,45 @@ func mustKlines(t *testing.T, st *store.Store, sym string) []store.Kline {
 	}
 	return ks
 }
+
+// TestStreamClosesBeforeTheFirstBackfillKeepsHistory: the stream comes up
+// and stores a closed candle before the poller has backfilled the symbol
+// (100 symbols take a while); the backfill must still fetch the whole
+// lookback, not start after the candle the stream closed.
+func TestStreamClosesBeforeTheFirstBackfillKeepsHistory(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	fx := fakebinance.New(fakebinance.Config{Symbols: []string{"BTCUSDT"}, Start: now.Add(-24 * time.Hour), Now: now})
+	srv := httptest.NewServer(fx)
+	defer srv.Close()
+	st, _ := openStore(t)
+	b, err := NewBinance(BinanceConfig{BaseURL: srv.URL, Symbols: []string{"BTCUSDT"}, Lookback: 24 * time.Hour,
+		Clock: &instantClock{now: now}}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.StreamUp([]string{"BTCUSDT"})
+	// The stream's writer stored the candle that just closed.
+	ks := fx.Klines("BTCUSDT")
+	closed := ks[len(ks)-2]
+	if err := st.UpsertKlines(context.Background(), []store.Kline{{Symbol: "BTCUSDT", Interval: "5m", OpenTime: closed.Open,
+		Open: closed.O, High: closed.H, Low: closed.L, Close: closed.C, Volume: closed.V}}); err != nil {
+		t.Fatal(err)
+	}
+	b.MarkFinal("BTCUSDT", closed.Open)
+	b.poll(context.Background())
+	if got, want := len(mustKlines(t, st, "BTCUSDT")), len(ks); got != want {
+		t.Fatalf("%d candles stored after the first backfill, want the whole day's %d", got, want)
+	}
+	// Once backfilled, a closed candle the stream stores moves the next
+	// backfill's start: a reconnect fetches from the candle after it.
+	b.MarkFinal("BTCUSDT", ks[len(ks)-1].Open)
+	b.StreamDown([]string{"BTCUSDT"})
+	b.StreamUp([]string{"BTCUSDT"})
+	fetch, from, backfill, _ := b.klinePlan("BTCUSDT", b.symbols["BTCUSDT"])
+	if want := ks[len(ks)-1].Open.Add(5 * time.Minute); !fetch || !backfill || !from.Equal(want) {
+		t.Fatalf("after a reconnect: fetch %t backfill %t from %s, want a backfill from %s", fetch, backfill, from, want)
+	}
+}
