@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/liqstream/liqstream/pkg/wsclient"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // A connection whose snapshots are rare (update_interval 60) must survive
@@ -247,5 +248,42 @@ func TestReview11MaxConnectionsCountsUpgradesInProgress(t *testing.T) {
 	}
 	if err := <-first; err != nil {
 		t.Fatalf("first upgrade: %v", err)
+	}
+}
+
+// Drain returns when the last session is gone; by then every count of it must
+// be gone too. CI once saw Drain return with Active() still 1: the session
+// left the set and woke Drain before its counters were updated. Repeated
+// because the window is a few instructions wide.
+func TestDrainReturnsWithEveryCountSettled(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		// A round of its own, so each server is gone before the next starts.
+		ok := t.Run("", func(t *testing.T) {
+			cfg := DefaultConfig()
+			// Compression's pools cost 100 ms a server under -race; not what this is about.
+			cfg.Compression = false
+			f := start(t, cfg)
+			for j := 0; j < 3; j++ {
+				dial(t, f.url, wsclient.Options{})
+			}
+			waitFor(t, "3 connections", func() bool { return f.srv.Active() == 3 })
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if err := f.srv.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			active, drained := f.srv.Active(), counter(f.m.Disconnects.WithLabelValues("drain"))
+			var g dto.Metric
+			if err := f.m.ActiveConnections.Write(&g); err != nil {
+				t.Fatal(err)
+			}
+			if active != 0 || g.GetGauge().GetValue() != 0 || drained != 3 {
+				t.Fatalf("round %d: drain returned with %d active, gauge %v, %v drain disconnects (want 0, 0, 3)",
+					i, active, g.GetGauge().GetValue(), drained)
+			}
+		})
+		if !ok {
+			return
+		}
 	}
 }

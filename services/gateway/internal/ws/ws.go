@@ -385,11 +385,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.upgrades--
 	s.sessions[ss] = struct{}{}
+	// Counted with the set, so the count never lags the sessions a drain waits for.
+	s.active.Add(1)
+	s.metrics.ActiveConnections.Inc()
 	// A drain that began during the upgrade did not see this session.
 	draining := s.draining
 	s.mu.Unlock()
-	s.active.Add(1)
-	s.metrics.ActiveConnections.Inc()
 	s.metrics.Connects.WithLabelValues("accepted").Inc()
 	conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 	if draining {
@@ -468,20 +469,19 @@ func (s *Server) releaseIPLocked(ip string) {
 func (s *Server) remove(ss *session, reason string) {
 	s.hub.Remove(ss)
 	s.mu.Lock()
-	_, ok := s.sessions[ss]
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return
+	}
 	delete(s.sessions, ss)
-	if ok {
-		s.releaseIPLocked(ss.ip)
-	}
+	s.releaseIPLocked(ss.ip)
+	// Counted before the drain is woken, so a Drain that returns finds every
+	// count settled; the reason before the active count, so whoever sees the
+	// connection gone also sees why.
+	s.metrics.Disconnects.WithLabelValues(reason).Inc()
+	s.metrics.ActiveConnections.Dec()
+	s.active.Add(-1)
 	s.signalEmptiedLocked()
-	s.mu.Unlock()
-	if ok {
-		// The reason is counted before the connection stops counting as
-		// active, so whoever sees it gone also sees why.
-		s.metrics.Disconnects.WithLabelValues(reason).Inc()
-		s.metrics.ActiveConnections.Dec()
-		s.active.Add(-1)
-	}
 }
 
 // sent records one snapshot write that completed.
