@@ -162,6 +162,9 @@ func (s *Store) importRows(ctx context.Context, t importTable, fill func(*duckdb
 	if err := tr.writeSeries(ctx, conn, series, len(t.series)); err != nil {
 		return 0, fmt.Errorf("import %s: %w", t.what, err)
 	}
+	// The check and the merge as one write of this process (see writeMu).
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	// A plain INSERT costs DuckDB ~20% less than INSERT OR REPLACE, whose
 	// conflict probe doubles the index work; it is safe when no stored row
 	// falls in the spans imported, the usual case of a first import.
@@ -171,7 +174,9 @@ func (s *Store) importRows(ctx context.Context, t importTable, fill func(*duckdb
 	}
 	err = s.merge(ctx, conn, t, stage, series, tr.repeats, fresh)
 	if fresh && isConstraint(err) {
-		// A write between the check and the insert took one of the keys.
+		// A write between the check and the insert took one of the keys:
+		// none can while every writer holds writeMu; kept so that one
+		// which does not costs a slower merge, not a failed import.
 		err = s.merge(ctx, conn, t, stage, series, tr.repeats, false)
 	}
 	if err != nil {

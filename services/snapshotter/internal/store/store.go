@@ -73,6 +73,13 @@ type Store struct {
 	// writeErrs counts failed write attempts by op (WriteOps), fixed at Open.
 	writeErrs map[string]*atomic.Uint64
 
+	// writeMu lets one write of this process at a time into the tables:
+	// DuckDB refuses the second of two transactions that change one row
+	// ("Conflict on update"), and the stream's flush, the poller's backfill
+	// and an import all write the open candle. Waiting for a write of a few
+	// ms is cheaper than failing and retrying after 200 ms.
+	writeMu sync.Mutex
+
 	invalidOnce sync.Once
 	invalid     chan struct{}
 	invalidErr  error // set before invalid is closed

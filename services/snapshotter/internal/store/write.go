@@ -156,7 +156,9 @@ func (s *Store) write(ctx context.Context, replace *[2]string, b batch) error {
 	rows := []tableRows{{"klines", "klines", len(b.ks), krows}, {"open_interest", "open interest rows", len(b.ois), orows},
 		{"liquidations", "liquidations", len(b.liqs), lrows}}
 	for attempt := 1; ; attempt++ {
+		s.writeMu.Lock()
 		err := s.writeOnce(ctx, replace, rows)
+		s.writeMu.Unlock()
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("store write succeeded after retrying", "db", s.path, "op", op, "attempt", attempt)

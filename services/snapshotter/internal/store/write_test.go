@@ -145,3 +145,35 @@ func TestReplaceKlinesAllOrNothing(t *testing.T) {
 		t.Fatal("ReplaceKlines accepted candles of another symbol")
 	}
 }
+
+// The stream's flush and the poller's backfill both write the open candle;
+// DuckDB refuses the second of two transactions that update one row at once
+// ("Conflict on update"), which the store counted as a write failure, logged
+// at warn and retried after 200 ms. Writers of this process must not
+// conflict with each other.
+func TestConcurrentWritersOfOneCandleDoNotConflict(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	var waits []time.Duration
+	s.sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	const writers, rounds = 2, 100
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			var err error
+			for i := 0; i < rounds && err == nil; i++ {
+				// The same open candle, moving, plus a closed one before it.
+				err = s.UpsertKlines(ctx, []Kline{kl("BTCUSDT", 0, 100, 101, 99, 100), kl("BTCUSDT", 1, 100, 102+float64(w), 99, 99+float64(i%3))})
+			}
+			errs <- err
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.WriteErrors(OpUpsert); n != 0 {
+		t.Fatalf("%d failed write attempts between two writers of this process (retries waited %v)", n, waits)
+	}
+}
