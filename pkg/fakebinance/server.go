@@ -80,6 +80,10 @@ type Server struct {
 	// by symbol, open time and cumulative volume, for freshness measures;
 	// entries older than pushedKeep go.
 	pushed map[pushKey]time.Time
+	// superseded is when a state stopped being the newest, the first push
+	// of the next one; newest is each symbol's newest state pushed.
+	superseded map[pushKey]time.Time
+	newest     map[string]pushKey
 }
 
 type pushKey struct {
@@ -123,7 +127,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, now: cfg.Now.UTC().Truncate(cfg.UpdateEvery), series: map[string]*series{},
 		conns: map[*gws.Conn]*conn{}, delivered: map[int]bool{}, stats: Stats{Requests: map[string]int{}},
-		pushed: map[pushKey]time.Time{}}
+		pushed: map[pushKey]time.Time{}, superseded: map[pushKey]time.Time{}, newest: map[string]pushKey{}}
 	for _, sym := range cfg.Symbols {
 		sr := newSeries(sym, cfg.Seed, cfg.Interval, cfg.Start)
 		sr.advance(s.now)
@@ -173,6 +177,7 @@ func (s *Server) step(t time.Time) {
 		for k, at := range s.pushed {
 			if time.Since(at) > pushedKeep {
 				delete(s.pushed, k)
+				delete(s.superseded, k)
 			}
 		}
 	}
@@ -235,7 +240,12 @@ func (s *Server) sendKline(sym string, c Candle, at time.Time) {
 			continue
 		}
 		if _, ok := s.pushed[key]; !ok && !cn.silent {
-			s.pushed[key] = time.Now()
+			now := time.Now()
+			s.pushed[key] = now
+			if prev, ok := s.newest[sym]; ok {
+				s.superseded[prev] = now
+			}
+			s.newest[sym] = key
 		}
 		if s.reorder {
 			prev := cn.held[sym]
@@ -386,6 +396,18 @@ func (s *Server) Pushed(symbol string, open time.Time, volume float64) (time.Tim
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	at, ok := s.pushed[pushKey{symbol, open.UnixMilli(), volume}]
+	return at, ok
+}
+
+// Superseded returns when that state stopped being the market's newest: the
+// first push of the next one (wall clock); false while it is still the
+// newest. A client showing it is behind the market from then on: the market
+// changes once a second while pushes come every UpdateEvery, so the time
+// since a state's first push overstates how far behind a client is.
+func (s *Server) Superseded(symbol string, open time.Time, volume float64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.superseded[pushKey{symbol, open.UnixMilli(), volume}]
 	return at, ok
 }
 

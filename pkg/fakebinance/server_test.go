@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/liqstream/liqstream/pkg/wsclient"
 )
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -116,6 +118,75 @@ func TestStreamHandshakeLimits(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.code {
 			t.Fatalf("%d streams: %d, want %d", tc.n, resp.StatusCode, tc.code)
+		}
+	}
+}
+
+// Superseded is when the next state of a candle was first pushed: the market
+// moves once a second while pushes come every UpdateEvery, so a state is
+// pushed several times and is only out of date once the next one comes.
+func TestSupersededIsTheNextStatesFirstPush(t *testing.T) {
+	fx := New(Config{Symbols: []string{"AAUSDT"}, Start: t0.Add(-time.Hour), Now: t0, UpdateEvery: 250 * time.Millisecond})
+	srv := httptest.NewServer(fx)
+	defer srv.Close()
+	c, _, err := wsclient.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/stream?streams=aausdt@kline_5m", wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(5 * time.Second); fx.Stats().Open != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream connection was never registered")
+		}
+	}
+	type state struct {
+		open time.Time
+		v    float64
+	}
+	var order []state
+	pushes := 0
+	for range 12 {
+		fx.Advance(fx.Now().Add(250 * time.Millisecond))
+		f, err := c.Next(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Data struct {
+				// "T" and "V" are fields of their own: encoding/json would
+				// fill t and v from them, case-insensitively, last one wins.
+				K struct {
+					T      int64  `json:"t"`
+					V      string `json:"v"`
+					CloseT int64  `json:"T"`
+					QuoteV string `json:"V"`
+				} `json:"k"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(f.Bytes, &m); err != nil {
+			t.Fatalf("%s: %v", f.Bytes, err)
+		}
+		v, _ := strconv.ParseFloat(m.Data.K.V, 64)
+		st := state{time.UnixMilli(m.Data.K.T).UTC(), v}
+		pushes++
+		if len(order) == 0 || order[len(order)-1] != st {
+			order = append(order, st)
+		}
+	}
+	if len(order) < 2 || len(order) >= pushes {
+		t.Fatalf("%d distinct states in %d pushes 250 ms apart: want the market to move once a second", len(order), pushes)
+	}
+	for i, st := range order {
+		at, ok := fx.Superseded("AAUSDT", st.open, st.v)
+		if i == len(order)-1 {
+			if ok {
+				t.Fatalf("the newest state was superseded at %s", at)
+			}
+			break
+		}
+		next, _ := fx.Pushed("AAUSDT", order[i+1].open, order[i+1].v)
+		if !ok || !at.Equal(next) {
+			t.Fatalf("state %d superseded at %v (%v), want the next state's first push %v", i, at, ok, next)
 		}
 	}
 }

@@ -158,6 +158,64 @@ func TestPacingFramesNoFasterThanTheIntervalAreNeverHeld(t *testing.T) {
 	}
 }
 
+// The grid's phase comes from the first frame sent, which may be late: the
+// hub's cached frame a subscribe gets, or one produced after a slow compute.
+// The frames after it, on the producer's cadence, all looked early by that
+// lateness and each was held by it for as long as the connection lived (seen
+// in e2e as 119 ms on every frame at a 1 s interval). Only the frame right
+// after a late first one is too soon; the ones after it must go on arrival.
+func TestPacingALateFirstFrameHoldsAtMostTheNext(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval int
+		period   time.Duration
+		late     time.Duration
+		cached   bool // the late frame is the one a subscribe gets at once
+	}{
+		{"1 s cadence, first frame 300 ms late", 1, time.Second, 300 * time.Millisecond, false},
+		{"5 s cadence, first frame 2 s late", 5, 5 * time.Second, 2 * time.Second, false},
+		{"1 s cadence, the subscribe's cached frame 300 ms late", 1, time.Second, 300 * time.Millisecond, true},
+		{"5 s cadence, the subscribe's cached frame 2 s late", 5, 5 * time.Second, 2 * time.Second, true},
+	}
+	const delay = 20 * time.Millisecond // arrival after the stamp
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			f := startClock(t, DefaultConfig(), clk)
+			p := &paced{t: t, f: f, clk: clk, c: dial(t, f.url, wsclient.Options{}), t0: clk.now()}
+			first := tc.period + tc.late
+			if tc.cached {
+				p.idle(first + delay)
+				p.seq = 1
+				f.hub.Publish("BTCUSDT", protocol.SnapshotFrame("BTCUSDT", 1, p.t0.Add(first), []byte(`{"levels":[]}`)))
+				mustSend(t, p.c, map[string]any{"action": "subscribe", "symbols": []string{"BTCUSDT"}, "update_interval": tc.interval})
+				if _, err := p.c.NextOfType("snapshot", wait); err != nil {
+					t.Fatal(err)
+				}
+				p.accepted = 1
+				p.sends = append(p.sends, pacedSend{at: first + delay, seq: 1, newest: 1})
+			} else {
+				p.subscribe(tc.interval)
+				p.arrive(first+delay, first)
+			}
+			for k := 2; k <= 12; k++ {
+				stamp := time.Duration(k) * tc.period
+				p.arrive(stamp+delay, stamp)
+				if k == 2 {
+					continue // too soon after the late one: it may wait for its slot
+				}
+				if got := p.sends[len(p.sends)-1]; got.seq != k || got.at != stamp+delay || p.clk.pending() != 0 {
+					t.Fatalf("frame %d arrived at %s: last send seq %d at %s, %d held; want it sent on arrival (sends %v)",
+						k, stamp+delay, got.seq, got.at, p.clk.pending(), p.sends)
+				}
+			}
+			if len(p.sends) != 12 {
+				t.Fatalf("%d sends for 12 frames: %v", len(p.sends), p.sends)
+			}
+		})
+	}
+}
+
 func TestPacingFasterFramesAreCappedToTheNewestPerInterval(t *testing.T) {
 	p := newPaced(t, 5)
 	for k := 1; k <= 31; k++ {

@@ -155,6 +155,7 @@ func (s *session) Send(f *hub.Frame) {
 		}
 		f.Retain()
 		st.held, st.heldStamp = f, stamp
+		st.arrived(stamp)
 		if st.timer == nil {
 			sym := f.Symbol
 			st.timer = s.srv.afterFunc(wait, func() { s.flushHeld(sym) })
