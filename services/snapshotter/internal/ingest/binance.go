@@ -28,6 +28,12 @@ const (
 	MaxOILimit    = 500
 )
 
+// DefaultKlineLimit is the rows per klines request unless configured:
+// Binance weighs 1000 rows 5 and 1001–1500 rows 10, so pages of 1000 fetch a
+// backfill for about three quarters of the weight of pages of 1500; the
+// budget, not the number of requests, is what limits a backfill.
+const DefaultKlineLimit = 1000
+
 // oiHistory is how far back openInterestHist answers (Binance keeps the last
 // 30 days); asking earlier gets a 400, so no request starts earlier than this.
 const oiHistory = 29 * 24 * time.Hour
@@ -54,7 +60,7 @@ type BinanceConfig struct {
 	// limits this source allows itself (other clients may share the
 	// address); half of each by default: 1200 and 500.
 	WeightPerMinute, OIPer5Minutes int
-	KlineLimit                     int          // rows per klines request, ≤ MaxKlineLimit
+	KlineLimit                     int          // rows per klines request, ≤ MaxKlineLimit; DefaultKlineLimit
 	OILimit                        int          // rows per openInterestHist request, ≤ MaxOILimit
 	Client                         *http.Client // a plain http.Client; RequestTimeout bounds each call
 	Clock                          Clock        // RealClock
@@ -204,7 +210,7 @@ func NewBinance(cfg BinanceConfig, st LiveStore, log *slog.Logger) (*Binance, er
 		cfg.OIPer5Minutes = BinanceOIPer5Minutes / 2
 	}
 	if cfg.KlineLimit <= 0 || cfg.KlineLimit > MaxKlineLimit {
-		cfg.KlineLimit = MaxKlineLimit
+		cfg.KlineLimit = DefaultKlineLimit
 	}
 	if cfg.OILimit <= 0 || cfg.OILimit > MaxOILimit {
 		cfg.OILimit = MaxOILimit

@@ -82,13 +82,13 @@ func TestBackfillStaysWithinItsShareOfBinancesLimits(t *testing.T) {
 			t.Fatalf("%s: %d candles stored, want %d", sym, got, want)
 		}
 	}
-	// 3 symbols × (1500 + 517 candles): weight 10 + 5 each, 45 in all, of
-	// which 20 the full bucket pays; the rest at 20 a minute is 75 s. Open
-	// interest: 3 × 5 windows of 500 periods, 15 requests, 10 at once, 5 at
-	// 2 a minute: 150 s. They share the clock, so the poll waited at least
-	// the longer of the two.
-	if s.Paced < 150*time.Second {
-		t.Fatalf("the backfill waited %s for its budget, want at least 150 s (45 weight and 15 openInterestHist requests against 20/min and 10/5min)", s.Paced)
+	// 3 symbols × (1000 + 1000 + 17 candles): weight 5 + 5 + 1 each, 33 in
+	// all, of which 20 the full bucket pays; the rest at 20 a minute is 39 s.
+	// Open interest: 3 × 5 windows of 500 periods, 15 requests, 10 at once,
+	// 5 at 2 a minute: 150 s. They share the clock, so the poll waited at
+	// least the longer of the two (less the bucket's float rounding).
+	if s.Paced < 150*time.Second-time.Millisecond {
+		t.Fatalf("the backfill waited %s for its budget, want at least 150 s (33 weight and 15 openInterestHist requests against 20/min and 10/5min)", s.Paced)
 	}
 	t.Logf("backfill paced for %s of the source's clock; %d requests", s.Paced, len(fx.Stats().KlineRequests))
 }
@@ -141,5 +141,33 @@ func TestStreamClosesBeforeTheFirstBackfillKeepsHistory(t *testing.T) {
 	fetch, from, backfill, _ := b.klinePlan("BTCUSDT", b.symbols["BTCUSDT"])
 	if want := ks[len(ks)-1].Open.Add(5 * time.Minute); !fetch || !backfill || !from.Equal(want) {
 		t.Fatalf("after a reconnect: fetch %t backfill %t from %s, want a backfill from %s", fetch, backfill, from, want)
+	}
+}
+
+// Binance weighs a klines request by its limit: 5 up to 1000 rows, 10 above,
+// so pages of 1000 get 200 candles per weight and pages of 1500 only 150. A
+// week's backfill of one symbol (2,017 candles) must cost 5 + 5 + 1, not
+// 10 + 5.
+func TestBackfillPagesAreTheCheapestPerCandle(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	fx := fakebinance.New(fakebinance.Config{Symbols: []string{"BTCUSDT"}, Start: now.Add(-7 * 24 * time.Hour), Now: now})
+	srv := httptest.NewServer(fx)
+	defer srv.Close()
+	st, _ := openStore(t)
+	b, err := NewBinance(BinanceConfig{BaseURL: srv.URL, Symbols: []string{"BTCUSDT"}, Lookback: 7 * 24 * time.Hour,
+		Clock: &instantClock{now: now}}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.poll(context.Background())
+	if got, want := len(mustKlines(t, st, "BTCUSDT")), len(fx.Klines("BTCUSDT")); got != want {
+		t.Fatalf("%d candles stored, want %d", got, want)
+	}
+	var weight int
+	for _, r := range fx.Stats().KlineRequests {
+		weight += klineWeight(r.Limit)
+	}
+	if weight != 11 {
+		t.Fatalf("klines requests %+v weigh %d, want 11 (pages of 1000)", fx.Stats().KlineRequests, weight)
 	}
 }
