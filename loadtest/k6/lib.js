@@ -50,6 +50,7 @@ export function session(e) {
       const ok = check(msg, {
         "is snapshot": (m) => m.type === "snapshot",
         "has levels": (m) => Array.isArray(m.data && m.data.levels) && m.data.levels.length > 0,
+        "liquidations well-formed": (m) => liquidationsOK(m.data && m.data.liquidations),
       });
       snapshotOK.add(ok);
       if (msg.type !== "snapshot") return;
@@ -66,4 +67,24 @@ export function session(e) {
   if (res && res.status === 101) {
     served.add(1, { gateway: res.headers["X-Liqstream-Gateway"] || "unknown" });
   }
+}
+
+/**
+ * The open candle's realised liquidations a snapshot may carry (absent when
+ * there are none): each a long or short with a time, price, quantity and notional.
+ * @param {unknown} l
+ */
+export function liquidationsOK(l) {
+  if (l === undefined) return true;
+  return (
+    Array.isArray(l) &&
+    l.every(
+      (x) =>
+        (x.side === "long" || x.side === "short") &&
+        x.price > 0 &&
+        x.quantity > 0 &&
+        x.notional > 0 &&
+        !Number.isNaN(Date.parse(x.time)),
+    )
+  );
 }
