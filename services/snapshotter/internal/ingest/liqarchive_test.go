@@ -25,16 +25,21 @@ func TestImportLiquidationSnapshot(t *testing.T) {
 		name, file, content string
 		want                string // the report line, "" when it must be rejected
 		errPart             string
+		rows                int // the file's rows the summary counts; 2 when 0
 	}{
 		{"zip", "BTCUSDT-liquidationSnapshot-2023-06-01.zip", good,
-			"OK  DIR/BTCUSDT-liquidationSnapshot-2023-06-01.zip: 2 liquidations BTCUSDT (1 orders with nothing filled skipped)", ""},
+			"OK  DIR/BTCUSDT-liquidationSnapshot-2023-06-01.zip: 2 liquidations BTCUSDT (1 orders with nothing filled skipped)", "", 0},
+		// Binance's published files listed every row twice.
+		// The report counts the file's rows; the store keeps each event once.
+		{"every row twice", "BTCUSDT-liquidationSnapshot-2023-06-01.csv", doubled(good),
+			"OK  DIR/BTCUSDT-liquidationSnapshot-2023-06-01.csv: 4 liquidations BTCUSDT (2 orders with nothing filled skipped)", "", 4},
 		{"csv without header", "BTCUSDT-liquidationSnapshot-2023-06-01.csv", strings.TrimPrefix(good, liqHeader),
-			"OK  DIR/BTCUSDT-liquidationSnapshot-2023-06-01.csv: 2 liquidations BTCUSDT (1 orders with nothing filled skipped)", ""},
+			"OK  DIR/BTCUSDT-liquidationSnapshot-2023-06-01.csv: 2 liquidations BTCUSDT (1 orders with nothing filled skipped)", "", 0},
 		{"bad side", "BTCUSDT-liquidationSnapshot-2023-06-02.csv", liqHeader + itoa64(t0) + ",HOLD,LIMIT,IOC,1,1,1,FILLED,1,1\n",
-			"", `line 2: side "HOLD", want BUY or SELL`},
+			"", `line 2: side "HOLD", want BUY or SELL`, 0},
 		{"bad price", "BTCUSDT-liquidationSnapshot-2023-06-02.csv", liqHeader + itoa64(t0) + ",BUY,LIMIT,IOC,1,x,1,FILLED,1,1\n",
-			"", "line 2: price"},
-		{"short row", "BTCUSDT-liquidationSnapshot-2023-06-02.csv", liqHeader + itoa64(t0) + ",BUY,LIMIT\n", "", "line 2:"},
+			"", "line 2: price", 0},
+		{"short row", "BTCUSDT-liquidationSnapshot-2023-06-02.csv", liqHeader + itoa64(t0) + ",BUY,LIMIT\n", "", "line 2:", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, _ := openStore(t)
@@ -70,8 +75,8 @@ func TestImportLiquidationSnapshot(t *testing.T) {
 			if len(ls) != 2 || ls[0] != want[0] || ls[1] != want[1] {
 				t.Fatalf("stored %+v, want %+v", ls, want)
 			}
-			if n := sum.Rows()[KindLiquidations]; n != 2 {
-				t.Fatalf("summary counts %d liquidations, want 2", n)
+			if n, want := sum.Rows()[KindLiquidations], max(tc.rows, 2); n != want {
+				t.Fatalf("summary counts %d liquidations, want %d (the file's rows)", n, want)
 			}
 			// Importing the same file again stores nothing twice.
 			if _, err := Import(context.Background(), st, []string{path}, nil); err != nil {
@@ -86,3 +91,14 @@ func TestImportLiquidationSnapshot(t *testing.T) {
 }
 
 func itoa64(v int64) string { return strconv.FormatInt(v, 10) }
+
+// doubled repeats every row of a CSV after its header.
+func doubled(csv string) string {
+	lines := strings.SplitAfter(strings.TrimSuffix(csv, "\n"), "\n")
+	out := lines[0]
+	for _, l := range lines[1:] {
+		l = strings.TrimSuffix(l, "\n") + "\n"
+		out += l + l
+	}
+	return out
+}
