@@ -156,9 +156,7 @@ func (s *Store) write(ctx context.Context, replace *[2]string, b batch) error {
 	rows := []tableRows{{"klines", "klines", len(b.ks), krows}, {"open_interest", "open interest rows", len(b.ois), orows},
 		{"liquidations", "liquidations", len(b.liqs), lrows}}
 	for attempt := 1; ; attempt++ {
-		s.writeMu.Lock()
 		err := s.writeOnce(ctx, replace, rows)
-		s.writeMu.Unlock()
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("store write succeeded after retrying", "db", s.path, "op", op, "attempt", attempt)
@@ -220,6 +218,10 @@ func (s *Store) writeOnce(ctx context.Context, replace *[2]string, tables []tabl
 		return fmt.Errorf("get a connection: %w", err)
 	}
 	defer conn.Close()
+	// The connection first, then writeMu, as an import takes them: the
+	// other order could deadlock on a bounded pool.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
