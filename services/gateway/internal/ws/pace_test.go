@@ -216,6 +216,31 @@ func TestPacingALateFirstFrameHoldsAtMostTheNext(t *testing.T) {
 	}
 }
 
+// After the producer's clock goes back (a restarted snapshotter), a late
+// first frame must hold at most the next one, as at the start.
+func TestPacerRephasesAfterTheProducersClockWentBack(t *testing.T) {
+	var p pacer
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	for s := 100; s <= 110; s++ {
+		if w := p.wait(at(s*1000), time.Second); w != 0 {
+			t.Fatalf("punctual frame at %d s held %s", s, w)
+		}
+		p.sent(at(s*1000), time.Second)
+	}
+	// Restarted: its clock 100 s behind, and its first frame 300 ms late.
+	for i, ms := range []int{10300, 11000, 12000, 13000, 14000} {
+		w := p.wait(at(ms), time.Second)
+		if w > 0 {
+			p.arrived(at(ms)) // held, then sent at its slot
+			if i > 1 {
+				t.Fatalf("frame at %d ms after the restart held %s; only the one after the late first may wait", ms, w)
+			}
+		}
+		p.sent(at(ms), time.Second)
+	}
+}
+
 func TestPacingFasterFramesAreCappedToTheNewestPerInterval(t *testing.T) {
 	p := newPaced(t, 5)
 	for k := 1; k <= 31; k++ {

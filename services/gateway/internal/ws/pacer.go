@@ -30,12 +30,10 @@ type pacer struct {
 	prev time.Time // stamp of the last frame that arrived (sent or held)
 }
 
-// arrived records the stamp of a frame that came, whether sent or held.
-func (p *pacer) arrived(stamp time.Time) {
-	if stamp.After(p.prev) {
-		p.prev = stamp
-	}
-}
+// arrived records the stamp of a frame that came, whether sent or held. It
+// is always the newest the session has (older ones are dropped by hub
+// order), so it replaces the last even when the producer's clock went back.
+func (p *pacer) arrived(stamp time.Time) { p.prev = stamp }
 
 // rephase reports whether a frame stamped stamp, early on the grid, comes on
 // the producer's own cadence: an interval less the tolerance after the frame
