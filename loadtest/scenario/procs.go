@@ -293,18 +293,18 @@ func disconnects(url string) map[string]float64 {
 	return out
 }
 
-// buckets is a Prometheus histogram's cumulative counts by upper bound.
-type buckets map[float64]float64
+// Buckets is a Prometheus histogram's cumulative counts by upper bound.
+type Buckets map[float64]float64
 
 // histogram reads the buckets of the histogram name (without labels) from
 // a /metrics page; nil when unreachable.
-func histogram(url, name string) buckets {
+func histogram(url, name string) Buckets {
 	resp, err := http.Get(url)
 	if err != nil {
 		return nil
 	}
 	defer resp.Body.Close()
-	out := buckets{}
+	out := Buckets{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	prefix := name + `_bucket{le="`
@@ -324,29 +324,28 @@ func histogram(url, name string) buckets {
 }
 
 // add sums b into h (several gateways' histograms).
-func (h buckets) add(b buckets) {
+func (h Buckets) add(b Buckets) {
 	for k, v := range b {
 		h[k] += v
 	}
 }
 
-// since is what was observed between then and h.
-func (h buckets) since(then buckets) buckets {
-	out := buckets{}
+// Since is what was observed between then and h.
+func (h Buckets) Since(then Buckets) Buckets {
+	out := Buckets{}
 	for k, v := range h {
 		out[k] = v - then[k]
 	}
 	return out
 }
 
-// quantile is HistogramQuantile of h.
-func (h buckets) quantile(q float64) float64 { return HistogramQuantile(h, q) }
+// Count is the number of observations.
+func (h Buckets) Count() float64 { return h[math.Inf(1)] }
 
-// HistogramQuantile is q of the observations of a Prometheus histogram's
-// cumulative counts by upper bound, interpolated linearly within its bucket
-// as Prometheus's histogram_quantile does; 0 without observations. An
-// answer in the +Inf bucket is the highest finite bound.
-func HistogramQuantile(h map[float64]float64, q float64) float64 {
+// Quantile is q of the observations, interpolated linearly within its
+// bucket as Prometheus's histogram_quantile does; 0 without observations.
+// An answer in the +Inf bucket is the highest finite bound.
+func (h Buckets) Quantile(q float64) float64 {
 	bounds := make([]float64, 0, len(h))
 	for k := range h {
 		bounds = append(bounds, k)

@@ -103,8 +103,8 @@ type BucketLatency struct {
 }
 
 // deliveryHistogram sums the gateways' ws_delivery_latency_seconds.
-func deliveryHistogram(srv *server) buckets {
-	h := buckets{}
+func deliveryHistogram(srv *server) Buckets {
+	h := Buckets{}
 	for _, g := range srv.httpAddrs {
 		h.add(histogram("http://"+g+"/metrics", "ws_delivery_latency_seconds"))
 	}
@@ -459,9 +459,9 @@ func (r *Runner) target(ctx context.Context, s Scenario, target, feedURL string,
 	run.Producer = f.PunctualitySince(t0)
 	p1, m1, self1 := mustSample(run.Processes), procstat.ReadMachine(), selfSample()
 	if len(srv.httpAddrs) > 0 {
-		h := deliveryHistogram(srv).since(h0)
+		h := deliveryHistogram(srv).Since(h0)
 		run.GatewayLatency = &BucketLatency{Count: int64(h[math.Inf(1)]),
-			P50: math.Round(10000*h.quantile(0.5)) / 10, P99: math.Round(10000*h.quantile(0.99)) / 10}
+			P50: math.Round(10000*h.Quantile(0.5)) / 10, P99: math.Round(10000*h.Quantile(0.99)) / 10}
 	}
 	run.LifetimeFast, run.LifetimeSlow = pool.Lifetime()
 	for _, g := range srv.httpAddrs {

@@ -227,14 +227,14 @@ func TestDeliveryHistogramQuantiles(t *testing.T) {
 		t.Fatalf("buckets = %v", h)
 	}
 	// The 50th observation closes the 1–2 ms bucket; the 99th is 90 % into 4–8 ms.
-	if p50, p99 := h.quantile(0.5), h.quantile(0.99); math.Abs(p50-0.002) > 1e-12 || math.Abs(p99-0.0076) > 1e-12 {
+	if p50, p99 := h.Quantile(0.5), h.Quantile(0.99); math.Abs(p50-0.002) > 1e-12 || math.Abs(p99-0.0076) > 1e-12 {
 		t.Errorf("p50 %g p99 %g, want 0.002 and 0.0076", p50, p99)
 	}
-	later := buckets{0.001: 0, 0.002: 50, 0.004: 190, 0.008: 200, math.Inf(1): 200}
-	if d := later.since(h); d[0.004] != 100 || d[0.002] != 0 || d.quantile(0.5) != 0.003 {
-		t.Errorf("window = %v (p50 %g), want 100 new writes in 2–4 ms, p50 3 ms", d, d.quantile(0.5))
+	later := Buckets{0.001: 0, 0.002: 50, 0.004: 190, 0.008: 200, math.Inf(1): 200}
+	if d := later.Since(h); d[0.004] != 100 || d[0.002] != 0 || d.Quantile(0.5) != 0.003 {
+		t.Errorf("window = %v (p50 %g), want 100 new writes in 2–4 ms, p50 3 ms", d, d.Quantile(0.5))
 	}
-	if (buckets{}).quantile(0.99) != 0 || histogram("http://127.0.0.1:1/metrics", "x") != nil {
+	if (Buckets{}).Quantile(0.99) != 0 || histogram("http://127.0.0.1:1/metrics", "x") != nil {
 		t.Error("no observations / an unreachable gateway: want 0 and nil")
 	}
 }

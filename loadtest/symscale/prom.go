@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 
@@ -146,13 +145,10 @@ func (m Metrics) By(name, label string) map[string]float64 {
 	return out
 }
 
-// Buckets is a histogram's cumulative counts by upper bound.
-type Buckets map[float64]float64
-
 // Histogram sums the buckets of histogram name over all its label sets
 // (every symbol's compute times into one).
-func (m Metrics) Histogram(name string) Buckets {
-	out := Buckets{}
+func (m Metrics) Histogram(name string) scenario.Buckets {
+	out := scenario.Buckets{}
 	for _, s := range m {
 		if s.Name != name+"_bucket" {
 			continue
@@ -164,20 +160,3 @@ func (m Metrics) Histogram(name string) Buckets {
 	}
 	return out
 }
-
-// Since is what was observed between then and b.
-func (b Buckets) Since(then Buckets) Buckets {
-	out := Buckets{}
-	for k, v := range b {
-		out[k] = v - then[k]
-	}
-	return out
-}
-
-// Count is the number of observations.
-func (b Buckets) Count() float64 { return b[math.Inf(1)] }
-
-// Quantile is q of the observations, interpolated linearly within its
-// bucket as Prometheus's histogram_quantile does; 0 without observations.
-// An answer in the +Inf bucket is the highest finite bound.
-func (b Buckets) Quantile(q float64) float64 { return scenario.HistogramQuantile(b, q) }

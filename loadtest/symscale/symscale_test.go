@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/liqstream/liqstream/loadtest/scenario"
 	"github.com/liqstream/liqstream/pkg/bus"
 	"github.com/liqstream/liqstream/pkg/fakebinance"
 )
@@ -81,13 +82,13 @@ func TestHistogramQuantile(t *testing.T) {
 	if q := h.Quantile(0.99); q != 0.002 { // in +Inf: the highest finite bound
 		t.Errorf("p99 = %v, want 0.002", q)
 	}
-	then := Buckets{0.001: 2, 0.002: 3, math.Inf(1): 3}
+	then := scenario.Buckets{0.001: 2, 0.002: 3, math.Inf(1): 3}
 	d := h.Since(then)
 	// 0 at or below 1 ms, 1 at or below 2 ms, 3 in all: rank 0.9 lies 90 % into (1, 2] ms.
 	if d.Count() != 3 || d[0.001] != 0 || math.Abs(d.Quantile(0.3)-0.0019) > 1e-12 {
 		t.Errorf("since = %v, p30 %v", d, d.Quantile(0.3))
 	}
-	if (Buckets{}).Quantile(0.5) != 0 {
+	if (scenario.Buckets{}).Quantile(0.5) != 0 {
 		t.Error("empty histogram has a quantile")
 	}
 }
